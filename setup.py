@@ -1,0 +1,57 @@
+"""Builds ial_ext._C from csrc/ against the torch already installed.
+
+IAL_EXT_CUDA selects the CUDA kernels: "auto" (default) compiles them when the
+installed torch is a CUDA build and nvcc is found, "1" requires them, "0" skips
+them. TORCH_CUDA_ARCH_LIST picks the GPU architectures as usual for torch.
+"""
+import glob
+import os
+
+from setuptools import setup
+from torch.utils import cpp_extension
+
+
+def _want_cuda() -> bool:
+    mode = os.environ.get("IAL_EXT_CUDA", "auto").strip().lower()
+    import torch
+
+    available = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+    if mode in ("0", "false", "no", "off"):
+        return False
+    if mode in ("1", "true", "yes", "on"):
+        if not available:
+            raise RuntimeError(
+                "IAL_EXT_CUDA=1 but CUDA kernels cannot be built: "
+                f"torch.version.cuda={torch.version.cuda!r}, CUDA_HOME={cpp_extension.CUDA_HOME!r}"
+            )
+        return True
+    if mode != "auto":
+        raise RuntimeError(f"IAL_EXT_CUDA must be auto, 0 or 1, got {mode!r}")
+    return available
+
+
+def _extension():
+    # setuptools wants paths relative to this file; torch picks the C++ standard.
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
+    cxx_flags = ["-O3"]
+    if not _want_cuda():
+        return cpp_extension.CppExtension(
+            "ial_ext._C", sources, extra_compile_args={"cxx": cxx_flags}
+        )
+    sources += sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
+    return cpp_extension.CUDAExtension(
+        "ial_ext._C",
+        sources,
+        define_macros=[("IAL_WITH_CUDA", None)],
+        extra_compile_args={
+            "cxx": cxx_flags,
+            "nvcc": ["-O3", "-lineinfo"],
+        },
+    )
+
+
+setup(
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension},
+)

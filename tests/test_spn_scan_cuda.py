@@ -1,0 +1,95 @@
+"""spn_scan on CUDA: parity with the CPU kernel and the float64 reference, gradcheck,
+compute-sanitizer. Skipped where no GPU (or no CUDA build) is present."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ial_ext.ops import spn_scan, spn_scan_reference
+
+from .conftest import requires_cuda
+from .test_spn_scan import DIRECTIONS, SHAPES, random_inputs, relative_error
+
+pytestmark = [pytest.mark.cuda, requires_cuda]
+
+CUDA_SHAPES = SHAPES + [(2, 4, 321, 321), (1, 1, 2000, 3), (1, 1, 3, 2000)]
+
+
+@pytest.mark.parametrize("shape", CUDA_SHAPES)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_forward_backward_match_cpu_and_reference(shape, direction):
+    x, gates = random_inputs(shape)
+    grad_h = torch.randn_like(x)
+    xr, gr = x.clone().requires_grad_(), gates.clone().requires_grad_()
+    ref = spn_scan_reference(xr, gr, direction)
+    ref_grads = torch.autograd.grad(ref, (xr, gr), grad_h, allow_unused=True, materialize_grads=True)
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        xc = x.to("cuda", dtype).requires_grad_()
+        gc = gates.to("cuda", dtype).requires_grad_()
+        out = spn_scan(xc, gc, direction)
+        grads = torch.autograd.grad(out, (xc, gc), grad_h.to("cuda", dtype))
+        assert relative_error(out.cpu(), ref) < tol
+        cpu = spn_scan(x.to(dtype), gates.to(dtype), direction)
+        assert relative_error(out.cpu(), cpu.double()) < tol
+        for g, w in zip(grads, ref_grads):
+            if w.norm() > 0:
+                assert relative_error(g.cpu(), w) < tol
+            else:
+                assert g.abs().max().item() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_accumulates_in_float32(dtype):
+    x, gates = random_inputs((2, 3, 40, 50))
+    out = spn_scan(x.to("cuda", dtype), gates.to("cuda", dtype), 0)
+    ref = spn_scan_reference(x.to(dtype), gates.to(dtype), 0)
+    assert out.dtype == dtype
+    assert relative_error(out.cpu(), ref) < 1e-2
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_gradcheck_cuda(direction):
+    x, gates = random_inputs((2, 2, 5, 7), device="cuda")
+    x.requires_grad_()
+    gates.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, g: spn_scan(a, g, direction), (x, gates))
+
+
+def test_opcheck_cuda():
+    x, gates = random_inputs((2, 3, 6, 5), dtype=torch.float32, device="cuda")
+    for direction in DIRECTIONS:
+        torch.library.opcheck(torch.ops.ial.spn_scan.default, (x, gates, direction))
+
+
+def test_mixed_devices_raise():
+    x, gates = random_inputs((1, 1, 4, 4))
+    with pytest.raises(RuntimeError, match="device"):
+        spn_scan(x.cuda(), gates, 0)
+
+
+@pytest.mark.skipif(shutil.which("compute-sanitizer") is None, reason="compute-sanitizer not found")
+@pytest.mark.parametrize("tool", ["memcheck", "racecheck", "synccheck"])
+def test_compute_sanitizer(tool):
+    script = textwrap.dedent(
+        """
+        import torch, ial_ext
+        from ial_ext.ops import spn_scan
+        for shape in [(1, 2, 7, 13), (2, 3, 33, 65), (1, 1, 1, 40)]:
+            b, c, h, w = shape
+            for d in range(4):
+                x = torch.randn(shape, device="cuda", requires_grad=True)
+                g = (torch.rand(b, 3 * c, h, w, device="cuda") / 3).requires_grad_()
+                spn_scan(x, g, d).sum().backward()
+        torch.cuda.synchronize()
+        """
+    )
+    result = subprocess.run(
+        ["compute-sanitizer", f"--tool={tool}", "--error-exitcode=1", sys.executable, "-c", script],
+        capture_output=True, text=True, env=dict(os.environ), timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "ERROR SUMMARY: 0 errors" in result.stdout

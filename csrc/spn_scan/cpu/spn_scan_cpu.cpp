@@ -55,8 +55,8 @@ void forward_line(
 }
 
 // Inputs of one backward step. `na/nb/nc` hold what line s+1 sends back
-// through its gates (na[i] = a'[s+1, i] q[s+1, i], ...), or nullptr on the
-// last line. The adjoint of h at line s is
+// through its gates (na[i] = a'[s+1, i] q[s+1, i], ...; zeros on the last
+// line). The adjoint of h at line s is
 //   q[i] = g[i] + na[i+1] + nb[i] + nc[i-1].
 template <typename T>
 struct BackwardLine {
@@ -80,12 +80,9 @@ struct BackwardLine {
 
 template <typename T>
 inline T adjoint(const BackwardLine<T>& l, int64_t i, int64_t n) {
-  T q = l.g[i];
-  if (l.na != nullptr) {
-    q += l.nb[i];
-    if (i + 1 < n) q += l.na[i + 1];
-    if (i > 0) q += l.nc[i - 1];
-  }
+  T q = l.g[i] + l.nb[i];
+  if (i + 1 < n) q += l.na[i + 1];
+  if (i > 0) q += l.nc[i - 1];
   return q;
 }
 
@@ -94,7 +91,6 @@ template <typename T>
 inline void backward_edge(const BackwardLine<T>& l, int64_t i, int64_t n) {
   const T q = adjoint(l, i, n);
   const T xv = l.x[i];
-  const T hp = l.hp[i];
   const bool has_a = i > 0;
   const bool has_c = i + 1 < n;
   const T a = has_a ? l.a[i] : T(0);
@@ -102,11 +98,45 @@ inline void backward_edge(const BackwardLine<T>& l, int64_t i, int64_t n) {
   const T b = l.b[i];
   l.gx[i] = (T(1) - a - b - c) * q;
   l.ga[i] = has_a ? q * (l.hp[i - 1] - xv) : T(0);
-  l.gb[i] = q * (hp - xv);
+  l.gb[i] = q * (l.hp[i] - xv);
   l.gc[i] = has_c ? q * (l.hp[i + 1] - xv) : T(0);
   l.ca[i] = a * q;
   l.cb[i] = b * q;
   l.cc[i] = c * q;
+}
+
+// Interior positions 1..n-2: every gate present. Parameters (not locals) carry
+// __restrict__ so the compiler vectorises the loop.
+template <typename T>
+void backward_interior(
+    int64_t n,
+    const T* __restrict__ g,
+    const T* __restrict__ x,
+    const T* __restrict__ a,
+    const T* __restrict__ b,
+    const T* __restrict__ c,
+    const T* __restrict__ hp,
+    const T* __restrict__ na,
+    const T* __restrict__ nb,
+    const T* __restrict__ nc,
+    T* __restrict__ gx,
+    T* __restrict__ ga,
+    T* __restrict__ gb,
+    T* __restrict__ gc,
+    T* __restrict__ ca,
+    T* __restrict__ cb,
+    T* __restrict__ cc) {
+  for (int64_t i = 1; i < n - 1; ++i) {
+    const T q = g[i] + na[i + 1] + nb[i] + nc[i - 1];
+    const T xv = x[i];
+    gx[i] = (T(1) - a[i] - b[i] - c[i]) * q;
+    ga[i] = q * (hp[i - 1] - xv);
+    gb[i] = q * (hp[i] - xv);
+    gc[i] = q * (hp[i + 1] - xv);
+    ca[i] = a[i] * q;
+    cb[i] = b[i] * q;
+    cc[i] = c[i] * q;
+  }
 }
 
 template <typename T>
@@ -123,47 +153,8 @@ void backward_line(const BackwardLine<T>& l, int64_t n) {
   }
   backward_edge(l, 0, n);
   if (n == 1) return;
-  const T* __restrict__ g = l.g;
-  const T* __restrict__ x = l.x;
-  const T* __restrict__ a = l.a;
-  const T* __restrict__ b = l.b;
-  const T* __restrict__ c = l.c;
-  const T* __restrict__ hp = l.hp;
-  T* __restrict__ gx = l.gx;
-  T* __restrict__ ga = l.ga;
-  T* __restrict__ gb = l.gb;
-  T* __restrict__ gc = l.gc;
-  T* __restrict__ ca = l.ca;
-  T* __restrict__ cb = l.cb;
-  T* __restrict__ cc = l.cc;
-  if (l.na != nullptr) {
-    const T* __restrict__ na = l.na;
-    const T* __restrict__ nb = l.nb;
-    const T* __restrict__ nc = l.nc;
-    for (int64_t i = 1; i < n - 1; ++i) {
-      const T q = g[i] + na[i + 1] + nb[i] + nc[i - 1];
-      const T xv = x[i];
-      gx[i] = (T(1) - a[i] - b[i] - c[i]) * q;
-      ga[i] = q * (hp[i - 1] - xv);
-      gb[i] = q * (hp[i] - xv);
-      gc[i] = q * (hp[i + 1] - xv);
-      ca[i] = a[i] * q;
-      cb[i] = b[i] * q;
-      cc[i] = c[i] * q;
-    }
-  } else {
-    for (int64_t i = 1; i < n - 1; ++i) {
-      const T q = g[i];
-      const T xv = x[i];
-      gx[i] = (T(1) - a[i] - b[i] - c[i]) * q;
-      ga[i] = q * (hp[i - 1] - xv);
-      gb[i] = q * (hp[i] - xv);
-      gc[i] = q * (hp[i + 1] - xv);
-      ca[i] = a[i] * q;
-      cb[i] = b[i] * q;
-      cc[i] = c[i] * q;
-    }
-  }
+  backward_interior(
+      n, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga, l.gb, l.gc, l.ca, l.cb, l.cc);
   backward_edge(l, n - 1, n);
 }
 
@@ -328,12 +319,13 @@ void backward_plane(
       send[buf][j] = scratch.data() + (buf * 3 + j) * n;
     }
   }
+  // Nothing comes back to the last line.
+  std::fill(send[1][0], send[1][0] + 3 * n, T(0));
   int cur = 0;
   auto step = [&](const T* lg, const T* lx, const T* la, const T* lb, const T* lc,
-                  const T* hp, T* lgx, T* lga, T* lgb, T* lgc, bool last) {
+                  const T* hp, T* lgx, T* lga, T* lgb, T* lgc) {
     BackwardLine<T> line{
-        lg, lx, la, lb, lc, hp,
-        last ? nullptr : send[1 - cur][0], send[1 - cur][1], send[1 - cur][2],
+        lg, lx, la, lb, lc, hp, send[1 - cur][0], send[1 - cur][1], send[1 - cur][2],
         lgx, lga, lgb, lgc, send[cur][0], send[cur][1], send[cur][2]};
     backward_line(line, n);
     cur = 1 - cur;
@@ -344,8 +336,7 @@ void backward_plane(
       const int64_t off = geo.position(s) * geo.width;
       const T* hp = s == 0 ? nullptr : h + geo.position(s - 1) * geo.width;
       step(g + off, in.x + off, in.a + off, in.b + off, in.c + off, hp,
-           gx + off, gates_grad[0] + off, gates_grad[1] + off, gates_grad[2] + off,
-           s == steps - 1);
+           gx + off, gates_grad[0] + off, gates_grad[1] + off, gates_grad[2] + off);
     }
     return;
   }
@@ -370,16 +361,15 @@ void backward_plane(
     gather_columns(in.b, geo, s0, count, lb);
     gather_columns(in.c, geo, s0, count, lc);
     if (s0 > 0) {
-      gather_columns(h, geo, s0 - 1, count + 1, lh);
-    } else {
-      gather_columns(h, geo, s0, count, lh + n);
+      gather_columns(h, geo, s0 - 1, 1, lh);
     }
+    gather_columns(h, geo, s0, count, lh + n);
     for (int64_t k = count - 1; k >= 0; --k) {
       const int64_t s = s0 + k;
       const int64_t off = k * n;
       const T* hp = s == 0 ? nullptr : lh + off;
       step(lg + off, lx + off, la + off, lb + off, lc + off, hp,
-           lgx + off, lga + off, lgb + off, lgc + off, s == steps - 1);
+           lgx + off, lga + off, lgb + off, lgc + off);
     }
     scatter_columns(lgx, geo, s0, count, gx);
     scatter_columns(lga, geo, s0, count, gates_grad[0]);

@@ -1,0 +1,77 @@
+"""Turns a pytest-benchmark JSON into the markdown tables of RESULTS.md.
+
+    python benchmarks/report.py benchmarks/results.json
+
+Each op row gives its median time, the peer's median time, the speed-up, and
+the roofline: the bytes the op must move over the copy bandwidth measured in
+the same run (reads + writes of a large device copy). "x roofline" is the op's
+time over that floor (1.0 would be a perfect streaming kernel).
+"""
+import json
+import sys
+from collections import defaultdict
+
+
+def load(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def copy_bandwidth(benchmarks):
+    bandwidth = {}
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        if info.get("kind") == "copy":
+            bandwidth[info["device"]] = info["bytes"] / bench["stats"]["median"]
+    return bandwidth
+
+
+def op_table(benchmarks, bandwidth, kind, ours="ial_ext"):
+    rows = defaultdict(dict)
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        if info.get("kind") != kind:
+            continue
+        key = (info["device"], info["mode"], tuple(info["size"]), info.get("direction", ""), info.get("case", ""))
+        rows[key][info["impl"]] = (bench["stats"]["median"], info["bytes"])
+    peers = sorted({impl for row in rows.values() for impl in row if impl != ours})
+    header = ["device", "mode", "size", "case", "ial_ext ms", "GB/s", "x roofline"]
+    for peer in peers:
+        header += [f"{peer} ms", f"speed-up vs {peer}"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in sorted(rows):
+        device, mode, size, direction, case = key
+        row = rows[key]
+        if ours not in row:
+            continue
+        seconds, nbytes = row[ours]
+        floor = nbytes / bandwidth[device]
+        label = f"dir {direction}" if direction != "" else case
+        cells = [device, mode, "x".join(map(str, size)), label, f"{seconds * 1e3:.2f}",
+                 f"{nbytes / seconds / 1e9:.1f}", f"{seconds / floor:.2f}"]
+        for peer in peers:
+            if peer in row:
+                cells += [f"{row[peer][0] * 1e3:.2f}", f"{row[peer][0] / seconds:.1f}x"]
+            else:
+                cells += ["-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(path):
+    data = load(path)
+    benchmarks = data["benchmarks"]
+    bandwidth = copy_bandwidth(benchmarks)
+    machine = data.get("machine_info", {})
+    print(f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}, "
+          f"torch threads per the run's conftest; run at {data.get('datetime', '?')}")
+    for device, value in sorted(bandwidth.items()):
+        print(f"\nCopy bandwidth ({device}, read + write): {value / 1e9:.1f} GB/s")
+    kinds = sorted({b["extra_info"].get("kind") for b in benchmarks} - {"copy", None})
+    for kind in kinds:
+        print(f"\n### {kind}\n")
+        print(op_table(benchmarks, bandwidth, kind))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results.json")

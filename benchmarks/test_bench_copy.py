@@ -1,0 +1,21 @@
+"""The machine's copy bandwidth, measured in the same run as the ops: the roofline."""
+import pytest
+import torch
+
+from .conftest import device_sync, devices
+
+COPY_BYTES = 256 * 1024 * 1024  # well past the last-level cache
+
+
+@pytest.mark.parametrize("device", devices())
+def test_copy_bandwidth(benchmark, device):
+    src = torch.rand(COPY_BYTES // 4, device=device)
+    dst = torch.empty_like(src)
+
+    def copy():
+        dst.copy_(src)
+        device_sync(device)
+
+    benchmark.group = f"copy {device}"
+    benchmark.extra_info.update(kind="copy", device=device, bytes=2 * COPY_BYTES)
+    benchmark.pedantic(copy, rounds=20, warmup_rounds=2)

@@ -16,3 +16,17 @@ def cuda_available() -> bool:
 requires_cuda = pytest.mark.skipif(
     not cuda_available(), reason="needs a CUDA device and a CUDA build of ial_ext"
 )
+
+
+def assert_sanitizer_clean(tool: str, script: str) -> None:
+    """Runs `script` in a fresh Python under compute-sanitizer's `tool`; fails on any report."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        ["compute-sanitizer", f"--tool={tool}", "--error-exitcode=1", sys.executable, "-c", script],
+        capture_output=True, text=True, env=dict(os.environ), timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "ERROR SUMMARY: 0 errors" in result.stdout

@@ -7,7 +7,7 @@ them. TORCH_CUDA_ARCH_LIST picks the GPU architectures as usual for torch.
 import glob
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from torch.utils import cpp_extension
 
 
@@ -52,6 +52,10 @@ def _extension():
 
 
 setup(
+    # export/ holds the ONNX exporter and the deployment runner; it installs as
+    # ial_export, a package of its own so the runner can be imported without torch.
+    packages=find_packages(include=["ial_ext*"]) + ["ial_export"],
+    package_dir={"ial_export": "export"},
     ext_modules=[_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
 )

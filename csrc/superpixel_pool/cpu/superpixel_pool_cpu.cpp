@@ -6,21 +6,24 @@
 //     slots 1..n_b, and every pixel gets an int32 slot (0 for -1 or, with
 //     check_ids=false, an out-of-range id). Labels are read twice per image,
 //     a few percent of the traffic of x.
-//  2. Planes (parallel over (image, channel) planes): each thread owns whole
-//     planes, so it owns the outputs they produce and nothing is shared.
-//     - reduce (pool forward, unpool backward): the plane of x is streamed
-//       once, contiguously, into n_b + 1 double accumulators (slot 0 is the
-//       bin of ignored pixels, so the hot loop has no branch). Neighbouring
-//       pixels mostly share a segment, which would chain every add through
-//       the same memory location; U interleaved accumulator sets break that
-//       chain and are summed at the end of the plane.
-//     - gather (unpool forward, pool backward): the plane's n_b + 1 values
-//       (scaled by 1 / count for pool backward, 0 in slot 0) are put in a
-//       table in L1, then the output plane is written contiguously as
-//       table[slot[p]].
-// Accumulation is in double for float32 too (the sums of large segments keep
-// full float32 precision).
+//  2. Data, each thread owning whole outputs so nothing is shared:
+//     - float32 with AVX2 (planes_avx2.cpp): tasks are (image, group of 8
+//       channels); 8x8 transposes put the 8 channels of a pixel in one vector,
+//       so a segment's row of the (B, K, C) side is touched once per pixel for
+//       8 channels. reduce (pool forward, unpool backward) sums runs of equal
+//       slots (cut every 64 pixels) in float registers and adds each run to
+//       its segment in double; gather (unpool forward, pool backward) loads
+//       the pixel's table row and stores 8 channel rows, at copy speed.
+//     - otherwise (float64, or no AVX2) tasks are (image, channel) planes:
+//       reduce streams the plane into n_b + 1 double accumulators (slot 0 is
+//       the bin of ignored pixels; U interleaved accumulator sets break the
+//       chain of adds into one segment); gather writes table[slot[p]] with the
+//       plane's n_b + 1 values in L1.
+// Accumulation into a segment is in double for float32 too (the sums of large
+// segments keep full float32 precision; the AVX2 path sums at most 64 pixels
+// in float first).
 #include "../superpixel_pool.h"
+#include "planes_avx2.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -32,6 +35,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace ial {
@@ -135,6 +139,133 @@ void reduce_plane(const T* __restrict__ x, const int32_t* __restrict__ slot, int
   }
 }
 
+// Runs of equal slots of one image for the AVX2 reduce (see cpu::RunView).
+struct ImageRuns {
+  std::vector<int32_t> run_offset;
+  std::vector<int32_t> run_slot;
+  std::vector<int32_t> block_begin;
+
+  cpu::RunView view(int64_t pixels) const {
+    cpu::RunView v;
+    v.pixels = pixels;
+    v.run_offset = run_offset.data();
+    v.run_slot = run_slot.data();
+    v.block_begin = block_begin.data();
+    return v;
+  }
+};
+
+void build_runs(const int32_t* slot, int64_t hw, ImageRuns& runs) {
+  const int64_t padded = (hw + 7) & ~int64_t(7);
+  const int64_t blocks = (padded + cpu::kBlock - 1) / cpu::kBlock;
+  runs.run_offset.resize(padded);
+  runs.block_begin.resize(blocks + 1);
+  runs.run_slot.clear();
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t begin = block * cpu::kBlock;
+    const int64_t end = std::min(begin + cpu::kBlock, padded);
+    runs.block_begin[block] = static_cast<int32_t>(runs.run_slot.size());
+    int32_t run = -1;
+    int32_t prev = 0;
+    for (int64_t p = begin; p < end; ++p) {
+      const int32_t s = p < hw ? slot[p] : 0;  // padding goes to the ignored bin
+      const bool same = p > begin && s == prev;
+      if (!same) {
+        runs.run_slot.push_back(s);
+        ++run;
+      }
+      runs.run_offset[p] = run * cpu::kLanes;
+      prev = s;
+    }
+  }
+  runs.block_begin[blocks] = static_cast<int32_t>(runs.run_slot.size());
+}
+
+// Float32 reduce on AVX2: tasks are (image, group of 8 channels).
+void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const PoolGeometry& geo, bool mean,
+                        at::Tensor& out) {
+  const int64_t hw = geo.pixels();
+  const int64_t channels = geo.channels;
+  const int64_t k = geo.segments;
+  const int64_t groups = (channels + cpu::kLanes - 1) / cpu::kLanes;
+  std::vector<ImageRuns> runs(geo.batch);
+  at::parallel_for(0, geo.batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      build_runs(index.slot.data() + b * hw, hw, runs[b]);
+    }
+  });
+  const float* xd = x.const_data_ptr<float>();
+  float* od = out.mutable_data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, hw));
+  at::parallel_for(0, geo.batch * groups, grain, [&](int64_t begin, int64_t end) {
+    std::vector<double> acc;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / groups;
+      const int64_t c0 = (task - b * groups) * cpu::kLanes;
+      const int valid = static_cast<int>(std::min<int64_t>(cpu::kLanes, channels - c0));
+      const float* rows[cpu::kLanes];
+      for (int i = 0; i < cpu::kLanes; ++i) {
+        // A partial group repeats its last plane; those lanes are not written.
+        rows[i] = xd + (b * channels + c0 + std::min(i, valid - 1)) * hw;
+      }
+      const auto& ids = index.ids[b];
+      const auto& counts = index.counts[b];
+      const auto n = static_cast<int64_t>(ids.size());
+      acc.assign((n + 1) * cpu::kLanes, 0.0);
+      cpu::reduce_group_avx2(rows, runs[b].view(hw), acc.data());
+      for (int64_t j = 0; j < n; ++j) {
+        const double* a = acc.data() + (j + 1) * cpu::kLanes;
+        float* o = od + (b * k + ids[j]) * channels + c0;
+        for (int i = 0; i < valid; ++i) {
+          o[i] = static_cast<float>(mean ? a[i] / counts[j] : a[i]);
+        }
+      }
+    }
+  });
+}
+
+// Float32 gather on AVX2: tasks are (image, group of 8 channels, pixel chunk).
+void gather_kernel_avx2(const at::Tensor& src, const SegmentIndex& index, const PoolGeometry& geo, bool mean,
+                        at::Tensor& out) {
+  const int64_t hw = geo.pixels();
+  const int64_t channels = geo.channels;
+  const int64_t k = geo.segments;
+  const int64_t groups = (channels + cpu::kLanes - 1) / cpu::kLanes;
+  constexpr int64_t kChunk = 16384;  // pixels per task (a multiple of 8)
+  const int64_t chunks = (hw + kChunk - 1) / kChunk;
+  const float* sd = src.const_data_ptr<float>();
+  float* od = out.mutable_data_ptr<float>();
+  // An output well past the last-level cache is not read back from it anyway.
+  const bool stream = out.nbytes() > (int64_t(16) << 20);
+  at::parallel_for(0, geo.batch * groups * chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> table;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t chunk = task % chunks;
+      const int64_t b = task / (groups * chunks);
+      const int64_t c0 = (task / chunks - b * groups) * cpu::kLanes;
+      const int valid = static_cast<int>(std::min<int64_t>(cpu::kLanes, channels - c0));
+      const auto& ids = index.ids[b];
+      const auto& counts = index.counts[b];
+      const auto n = static_cast<int64_t>(ids.size());
+      table.assign((n + 1) * cpu::kLanes, 0.0f);
+      for (int64_t j = 0; j < n; ++j) {
+        const float* s = sd + (b * k + ids[j]) * channels + c0;
+        float* t = table.data() + (j + 1) * cpu::kLanes;
+        for (int i = 0; i < valid; ++i) {
+          t[i] = mean ? static_cast<float>(static_cast<double>(s[i]) / counts[j]) : s[i];
+        }
+      }
+      float* rows[cpu::kLanes];
+      for (int i = 0; i < cpu::kLanes; ++i) {
+        rows[i] = od + (b * channels + c0 + std::min(i, valid - 1)) * hw;
+      }
+      const int64_t p0 = chunk * kChunk;
+      cpu::gather_group_avx2(
+          table.data(), index.slot.data() + b * hw, p0, std::min(hw, p0 + kChunk), rows, valid, stream);
+    }
+  });
+}
+
 // (B, C, H, W) -> (B, K, C): per segment sum, divided by the count when `mean`.
 template <typename T>
 at::Tensor reduce_kernel(const at::Tensor& x, const SegmentIndex& index, const PoolGeometry& geo, bool mean) {
@@ -142,6 +273,12 @@ at::Tensor reduce_kernel(const at::Tensor& x, const SegmentIndex& index, const P
   at::Tensor out = index.all_present
       ? at::empty({geo.batch, geo.segments, geo.channels}, x.options())
       : at::zeros({geo.batch, geo.segments, geo.channels}, x.options());
+  if constexpr (std::is_same_v<T, float>) {
+    if (geo.channels > 0 && cpu::avx2_available()) {
+      reduce_kernel_avx2(x, index, geo, mean, out);
+      return out;
+    }
+  }
   const int64_t hw = geo.pixels();
   const int64_t channels = geo.channels;
   const int64_t k = geo.segments;
@@ -180,6 +317,12 @@ at::Tensor reduce_kernel(const at::Tensor& x, const SegmentIndex& index, const P
 template <typename T>
 at::Tensor gather_kernel(const at::Tensor& src, const SegmentIndex& index, const PoolGeometry& geo, bool mean) {
   at::Tensor out = at::empty({geo.batch, geo.channels, geo.height, geo.width}, src.options());
+  if constexpr (std::is_same_v<T, float>) {
+    if (geo.channels > 0 && geo.pixels() > 0 && cpu::avx2_available()) {
+      gather_kernel_avx2(src, index, geo, mean, out);
+      return out;
+    }
+  }
   const int64_t hw = geo.pixels();
   const int64_t channels = geo.channels;
   const int64_t k = geo.segments;

@@ -1,0 +1,206 @@
+// AVX2 float32 kernels of the CPU superpixel ops (see planes_avx2.h).
+//
+// Only this file's own functions carry the avx2 target attribute; it includes
+// no torch header, so no inline function shared with the rest of the library
+// is ever compiled for AVX2 (the caller checks avx2_available() first).
+#include "planes_avx2.h"
+
+#include <cstdint>
+#include <cstdlib>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define IAL_SP_HAVE_AVX2 1
+#include <immintrin.h>
+#endif
+
+namespace ial {
+namespace superpixel {
+namespace cpu {
+
+#ifdef IAL_SP_HAVE_AVX2
+
+#define IAL_AVX2 __attribute__((target("avx2")))
+#define IAL_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
+
+bool avx2_available() {
+  // The explicit init makes the answer independent of constructor order.
+  static const bool available = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return available;
+}
+
+namespace {
+
+// r[i] holds 8 consecutive values of row i; afterwards r[j] holds value j of
+// every row (rows = channels <-> rows = pixels).
+IAL_AVX2_INLINE void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
+  const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
+  const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Loads pixels [p, p + 8) of the 8 rows; past `pixels` the values are 0.
+IAL_AVX2_INLINE void load_tile(const float* const rows[8], int64_t p, int64_t pixels, __m256 r[8]) {
+  if (p + 8 <= pixels) {
+    for (int i = 0; i < 8; ++i) {
+      r[i] = _mm256_loadu_ps(rows[i] + p);
+    }
+    return;
+  }
+  alignas(32) float tail[8];
+  const int64_t have = pixels - p;
+  for (int i = 0; i < 8; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      tail[j] = j < have ? rows[i][p + j] : 0.0f;
+    }
+    r[i] = _mm256_load_ps(tail);
+  }
+}
+
+} // namespace
+
+// Per block of 64 pixels, a float prefix sum P over the block's pixels is
+// stored after every pixel into its run's entry of a small buffer (a plain
+// store, no read-modify-write: neighbouring pixels of one segment do not chain
+// through memory), so each entry ends up holding P at the run's last pixel and
+// a run's sum is its entry minus the previous one. Within a tile of 8 pixels
+// the prefix is built from the tile's own values; only the carry (P before the
+// tile, one add per tile) links tiles, so the dependency chain is one add per
+// 8 pixels instead of one per pixel. The block's run sums are then added, in
+// double, to their segments' accumulators.
+IAL_AVX2 void reduce_group_avx2(const float* const rows[kLanes], const RunView& runs, double* acc) {
+  alignas(32) float ends[(kBlock + 1) * kLanes];
+  float* const prefix_at = ends + kLanes;  // prefix_at[-1 .. runs - 1]; [-1] = 0
+  _mm256_store_ps(ends, _mm256_setzero_ps());
+  const int64_t padded = (runs.pixels + 7) & ~int64_t(7);
+  const int64_t blocks = (padded + kBlock - 1) / kBlock;
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t begin = block * kBlock;
+    const int64_t end = begin + kBlock < padded ? begin + kBlock : padded;
+    __m256 carry = _mm256_setzero_ps();
+    for (int64_t p = begin; p < end; p += 8) {
+      __m256 r[8];
+      load_tile(rows, p, runs.pixels, r);
+      transpose8(r);
+      for (int i = 1; i < 8; ++i) {
+        r[i] = _mm256_add_ps(r[i], r[i - 1]);
+      }
+      for (int i = 0; i < 8; ++i) {
+        _mm256_store_ps(prefix_at + runs.run_offset[p + i], _mm256_add_ps(carry, r[i]));
+      }
+      carry = _mm256_add_ps(carry, r[7]);
+    }
+    const int32_t first = runs.block_begin[block];
+    const int32_t count = runs.block_begin[block + 1] - first;
+    for (int32_t k = 0; k < count; ++k) {
+      double* a = acc + static_cast<int64_t>(runs.run_slot[first + k]) * kLanes;
+      const __m256 s = _mm256_sub_ps(
+          _mm256_load_ps(prefix_at + k * kLanes), _mm256_load_ps(prefix_at + (k - 1) * kLanes));
+      const __m256d lo = _mm256_add_pd(_mm256_loadu_pd(a), _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+      const __m256d hi = _mm256_add_pd(_mm256_loadu_pd(a + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+      _mm256_storeu_pd(a, lo);
+      _mm256_storeu_pd(a + 4, hi);
+    }
+  }
+}
+
+// Every pixel's table row (its 8 channels) is one vector load; a transpose
+// turns 8 of them into 8 channel rows of 8 pixels, stored contiguously.
+IAL_AVX2 void gather_group_avx2(
+    const float* table,
+    const int32_t* slot,
+    int64_t begin,
+    int64_t end,
+    float* const out_rows[kLanes],
+    int valid,
+    bool stream) {
+  int64_t p = begin;
+  bool aligned = true;
+  for (int i = 0; i < kLanes; ++i) {
+    aligned = aligned && (reinterpret_cast<uintptr_t>(out_rows[i] + p) & 31) == 0;
+  }
+  if (valid == kLanes && stream && aligned) {
+    // Non-temporal stores skip reading the destination lines in first.
+    for (; p + 8 <= end; p += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
+      }
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) {
+        _mm256_stream_ps(out_rows[i] + p, r[i]);
+      }
+    }
+    _mm_sfence();
+  } else if (valid == kLanes) {
+    for (; p + 8 <= end; p += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
+      }
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) {
+        _mm256_storeu_ps(out_rows[i] + p, r[i]);
+      }
+    }
+  }
+  for (; p < end; p += 8) {
+    const int64_t have = end - p < 8 ? end - p : 8;
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) {
+      const int32_t s = i < have ? slot[p + i] : 0;
+      r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(s) * kLanes);
+    }
+    transpose8(r);
+    alignas(32) float tile[8];
+    for (int i = 0; i < valid; ++i) {
+      _mm256_store_ps(tile, r[i]);
+      for (int64_t j = 0; j < have; ++j) {
+        out_rows[i][p + j] = tile[j];
+      }
+    }
+  }
+}
+
+#else  // no AVX2 kernels on this target: the callers use the scalar path
+
+bool avx2_available() {
+  return false;
+}
+
+void reduce_group_avx2(const float* const*, const RunView&, double*) {
+  std::abort();
+}
+
+void gather_group_avx2(const float*, const int32_t*, int64_t, int64_t, float* const*, int, bool) {
+  std::abort();
+}
+
+#endif
+
+} // namespace cpu
+} // namespace superpixel
+} // namespace ial

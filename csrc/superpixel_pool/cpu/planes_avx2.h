@@ -1,0 +1,51 @@
+// Channel-inner float32 kernels of the CPU superpixel ops (AVX2), on plain
+// pointers so that no torch header is compiled for the AVX2 target.
+//
+// Both kernels take one image and a group of 8 channel planes at a time and
+// move 8 pixels x 8 channels through an in-register 8x8 transpose, so a
+// vector holds the 8 channels of one pixel: the per-segment rows of the
+// (B, K, C) side are then read or written as whole vectors, once per pixel
+// for 8 outputs, instead of once per (pixel, channel).
+#pragma once
+
+#include <cstdint>
+
+namespace ial {
+namespace superpixel {
+namespace cpu {
+
+constexpr int kLanes = 8;         // channels per group = floats per vector
+constexpr int64_t kBlock = 64;    // pixels per run block (the longest run summed in float)
+
+// True when the running CPU has AVX2 (checked once per call; cheap).
+bool avx2_available();
+
+// Runs of equal slots of one image, cut at every kBlock pixels, over the
+// pixels padded to a multiple of 8 (padding has slot 0, the ignored bin).
+struct RunView {
+  int64_t pixels = 0;              // H * W (unpadded)
+  const int32_t* run_offset = nullptr;  // per padded pixel: 8 * (index of its run in its block)
+  const int32_t* run_slot = nullptr;    // per run, in pixel order: its slot
+  const int32_t* block_begin = nullptr; // per block, + 1 sentinel: index of its first run
+};
+
+// acc ((n + 1) x 8 doubles, zeroed by the caller) += per slot sums of the 8
+// planes rows[0..7] (each H * W floats; rows may repeat for a partial group).
+void reduce_group_avx2(const float* const rows[kLanes], const RunView& runs, double* acc);
+
+// out_rows[i][p] = table[8 * slot[p] + i] for p in [begin, end), i < valid;
+// table has (n + 1) x 8 floats, slot one int32 per pixel of the image
+// (begin a multiple of 8, end <= H * W). `stream`: write around the caches
+// (for outputs far larger than the last-level cache).
+void gather_group_avx2(
+    const float* table,
+    const int32_t* slot,
+    int64_t begin,
+    int64_t end,
+    float* const out_rows[kLanes],
+    int valid,
+    bool stream);
+
+} // namespace cpu
+} // namespace superpixel
+} // namespace ial

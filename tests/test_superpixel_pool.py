@@ -282,3 +282,33 @@ def test_first_bad_pixel_is_reported():
 def test_ids_need_segments_when_k_is_zero():
     with pytest.raises(RuntimeError, match=r"= 0 is out of range"):
         superpixel_pool(_x(), _labels(), 0)
+
+
+# The float32 CPU kernels work on groups of 8 channels and 8-pixel tiles, sum
+# runs of at most 64 pixels in float and stream outputs past 16 MiB: cover
+# partial groups, pixel tails, long runs and a streamed output.
+FLOAT32_CASES = [
+    (2, 8, 8, 8, 3, "blocks"),
+    (2, 19, 23, 29, 30, "blocks"),
+    (1, 17, 9, 80, 1, "single"),       # one run per row longer than 64 pixels
+    (2, 24, 13, 11, 40, "random"),
+    (1, 9, 33, 17, 50, "sparse"),
+    (1, 64, 260, 260, 300, "blocks"),  # 17 MB output: streaming stores
+]
+
+
+@pytest.mark.parametrize("case", FLOAT32_CASES, ids=[f"{b}x{c}x{h}x{w}-K{k}-{kind}" for b, c, h, w, k, kind in FLOAT32_CASES])
+def test_float32_channel_groups_match_reference(case):
+    x, labels, pooled, k = random_inputs(case, dtype=torch.float32)
+    ref = superpixel_pool_reference(x, labels, k)
+    assert relative_error(superpixel_pool(x, labels, k), ref) < 1e-6
+    torch.testing.assert_close(superpixel_unpool(pooled, labels), superpixel_unpool_reference(pooled, labels),
+                               rtol=0, atol=0)
+    grad_x = torch.ops.ial.superpixel_pool_backward(pooled, labels)
+    want = superpixel_unpool_reference(pooled.double() / torch.stack(
+        [torch.bincount(l[l >= 0], minlength=k).clamp_min(1) for l in labels.view(labels.shape[0], -1)]
+    ).unsqueeze(-1), labels)
+    assert relative_error(grad_x, want) < 1e-6
+    sums = torch.ops.ial.superpixel_unpool_backward(x, labels, k)
+    counts = torch.stack([torch.bincount(l[l >= 0], minlength=k) for l in labels.view(labels.shape[0], -1)])
+    assert relative_error(sums, ref * counts.unsqueeze(-1)) < 1e-6

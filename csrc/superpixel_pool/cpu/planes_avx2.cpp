@@ -155,14 +155,14 @@ IAL_AVX2 void gather_group_avx2(
       }
     }
     _mm_sfence();
-  } else if (valid == kLanes) {
+  } else {
     for (; p + 8 <= end; p += 8) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i) {
         r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
       }
       transpose8(r);
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < valid; ++i) {
         _mm256_storeu_ps(out_rows[i] + p, r[i]);
       }
     }

@@ -17,7 +17,7 @@ namespace cpu {
 constexpr int kLanes = 8;         // channels per group = floats per vector
 constexpr int64_t kBlock = 64;    // pixels per run block (the longest run summed in float)
 
-// True when the running CPU has AVX2 (checked once per call; cheap).
+// True when the running CPU has AVX2 (detected once, then cached).
 bool avx2_available();
 
 // Runs of equal slots of one image, cut at every kBlock pixels, over the

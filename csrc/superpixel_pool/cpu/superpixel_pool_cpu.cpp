@@ -11,9 +11,10 @@
 //       channels); 8x8 transposes put the 8 channels of a pixel in one vector,
 //       so a segment's row of the (B, K, C) side is touched once per pixel for
 //       8 channels. reduce (pool forward, unpool backward) sums runs of equal
-//       slots (cut every 64 pixels) in float registers and adds each run to
-//       its segment in double; gather (unpool forward, pool backward) loads
-//       the pixel's table row and stores 8 channel rows, at copy speed.
+//       slots (cut every 64 pixels) as differences of a float prefix sum and
+//       adds each run to its segment in double; gather (unpool forward, pool
+//       backward) loads the pixel's table row and stores 8 channel rows, with
+//       streaming stores when the output is far larger than the caches.
 //     - otherwise (float64, or no AVX2) tasks are (image, channel) planes:
 //       reduce streams the plane into n_b + 1 double accumulators (slot 0 is
 //       the bin of ignored pixels; U interleaved accumulator sets break the
@@ -181,6 +182,19 @@ void build_runs(const int32_t* slot, int64_t hw, ImageRuns& runs) {
   runs.block_begin[blocks] = static_cast<int32_t>(runs.run_slot.size());
 }
 
+// 1 / count of every present segment, per image (a multiply per value
+// instead of a division).
+std::vector<std::vector<double>> inverse_counts(const SegmentIndex& index) {
+  std::vector<std::vector<double>> inverse(index.counts.size());
+  for (size_t b = 0; b < inverse.size(); ++b) {
+    inverse[b].reserve(index.counts[b].size());
+    for (const double count : index.counts[b]) {
+      inverse[b].push_back(1.0 / count);
+    }
+  }
+  return inverse;
+}
+
 // Float32 reduce on AVX2: tasks are (image, group of 8 channels).
 void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const PoolGeometry& geo, bool mean,
                         at::Tensor& out) {
@@ -188,6 +202,7 @@ void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const Po
   const int64_t channels = geo.channels;
   const int64_t k = geo.segments;
   const int64_t groups = (channels + cpu::kLanes - 1) / cpu::kLanes;
+  const auto inverse = inverse_counts(index);
   std::vector<ImageRuns> runs(geo.batch);
   at::parallel_for(0, geo.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
@@ -209,15 +224,15 @@ void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const Po
         rows[i] = xd + (b * channels + c0 + std::min(i, valid - 1)) * hw;
       }
       const auto& ids = index.ids[b];
-      const auto& counts = index.counts[b];
       const auto n = static_cast<int64_t>(ids.size());
       acc.assign((n + 1) * cpu::kLanes, 0.0);
       cpu::reduce_group_avx2(rows, runs[b].view(hw), acc.data());
       for (int64_t j = 0; j < n; ++j) {
+        const double scale = mean ? inverse[b][j] : 1.0;
         const double* a = acc.data() + (j + 1) * cpu::kLanes;
         float* o = od + (b * k + ids[j]) * channels + c0;
         for (int i = 0; i < valid; ++i) {
-          o[i] = static_cast<float>(mean ? a[i] / counts[j] : a[i]);
+          o[i] = static_cast<float>(a[i] * scale);
         }
       }
     }
@@ -232,6 +247,7 @@ void gather_kernel_avx2(const at::Tensor& src, const SegmentIndex& index, const 
   const int64_t k = geo.segments;
   const int64_t groups = (channels + cpu::kLanes - 1) / cpu::kLanes;
   constexpr int64_t kChunk = 16384;  // pixels per task (a multiple of 8)
+  const auto inverse = inverse_counts(index);
   const int64_t chunks = (hw + kChunk - 1) / kChunk;
   const float* sd = src.const_data_ptr<float>();
   float* od = out.mutable_data_ptr<float>();
@@ -245,14 +261,20 @@ void gather_kernel_avx2(const at::Tensor& src, const SegmentIndex& index, const 
       const int64_t c0 = (task / chunks - b * groups) * cpu::kLanes;
       const int valid = static_cast<int>(std::min<int64_t>(cpu::kLanes, channels - c0));
       const auto& ids = index.ids[b];
-      const auto& counts = index.counts[b];
       const auto n = static_cast<int64_t>(ids.size());
       table.assign((n + 1) * cpu::kLanes, 0.0f);
       for (int64_t j = 0; j < n; ++j) {
         const float* s = sd + (b * k + ids[j]) * channels + c0;
         float* t = table.data() + (j + 1) * cpu::kLanes;
-        for (int i = 0; i < valid; ++i) {
-          t[i] = mean ? static_cast<float>(static_cast<double>(s[i]) / counts[j]) : s[i];
+        if (mean) {
+          const double scale = inverse[b][j];
+          for (int i = 0; i < valid; ++i) {
+            t[i] = static_cast<float>(static_cast<double>(s[i]) * scale);
+          }
+        } else {
+          for (int i = 0; i < valid; ++i) {
+            t[i] = s[i];
+          }
         }
       }
       float* rows[cpu::kLanes];

@@ -1,0 +1,390 @@
+"""ial_ext.models: backbones, weights loading, the four networks and their specs."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ial_ext.models import (
+    BACKBONE_NAMES,
+    CAMNetwork,
+    PairwiseNetwork,
+    RegionConfidenceNetwork,
+    UnaryNetwork,
+    build_backbone,
+    build_model,
+)
+
+NUM_CLASSES = 4
+ODD_SIZE = (37, 53)
+
+
+def feature_size(size, stride):
+    return tuple(math.ceil(s / stride) for s in size)
+
+
+# ---------------------------------------------------------------- backbones
+
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
+def test_backbone_output_stride_8_shapes(name):
+    backbone = build_backbone(name).eval()
+    with torch.no_grad():
+        out = backbone(torch.randn(1, 3, 19, 26))
+    assert backbone.output_stride == 8
+    assert out.shape == (1, backbone.out_channels, 3, 4)
+    assert backbone.out_channels == {"small": 128, "resnet18": 512, "resnet34": 512}.get(name, 2048)
+
+
+@pytest.mark.parametrize("name", ["small", "resnet18", "resnet50"])
+def test_backbone_output_stride_16_shapes(name):
+    backbone = build_backbone(name, output_stride=16).eval()
+    with torch.no_grad():
+        out = backbone(torch.randn(2, 3, *ODD_SIZE))
+    assert backbone.output_stride == 16
+    assert out.shape == (2, backbone.out_channels, *feature_size(ODD_SIZE, 16))
+
+
+def test_resnet_trades_strides_for_dilation():
+    os8, os16 = build_backbone("resnet18"), build_backbone("resnet18", output_stride=16)
+    assert os8.layer3[0].conv1.stride == (1, 1) and os8.layer3[1].conv1.dilation == (2, 2)
+    assert os8.layer4[0].conv1.stride == (1, 1) and os8.layer4[1].conv2.dilation == (4, 4)
+    assert os16.layer3[0].conv1.stride == (2, 2) and os16.layer3[1].conv1.dilation == (1, 1)
+    assert os16.layer4[0].conv1.stride == (1, 1) and os16.layer4[1].conv2.dilation == (2, 2)
+    bottleneck = build_backbone("resnet50")
+    assert bottleneck.layer4[2].conv2.dilation == (4, 4)
+
+
+def test_resnet_parameter_names_follow_torchvision():
+    keys = set(build_backbone("resnet50").state_dict())
+    for key in ("conv1.weight", "bn1.running_var", "layer1.0.conv3.weight", "layer1.0.downsample.0.weight",
+                "layer1.0.downsample.1.bias", "layer3.5.bn2.weight", "layer4.2.bn3.running_mean"):
+        assert key in keys
+    assert not any(k.startswith("fc.") for k in keys)
+    basic = set(build_backbone("resnet18").state_dict())
+    assert "layer2.0.downsample.0.weight" in basic and "layer1.0.downsample.0.weight" not in basic
+
+
+def test_backbone_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
+        build_backbone("vgg16")
+    with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
+        build_backbone("resnet18", output_stride=32)
+    with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
+        build_backbone("small", output_stride=4)
+
+
+def test_small_backbone_eval_mode_is_independent_of_the_batch():
+    backbone = build_backbone("small")
+    images = torch.randn(4, 3, 40, 40)
+    for _ in range(3):  # a few training batches move the running statistics
+        backbone.train()(images * 2 + 1)
+    backbone.eval()
+    with torch.no_grad():
+        together, alone = backbone(images), backbone(images[1:2])
+    torch.testing.assert_close(together[1:2], alone, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="not to 'small'"):
+        build_backbone("small", freeze_batchnorm=True)
+
+
+# ---------------------------------------------------------------- weights
+
+def torchvision_style_file(tmp_path, name="resnet18", edit=None):
+    """A state_dict as torchvision publishes it: with fc, without num_batches_tracked."""
+    source = build_backbone(name)
+    with torch.no_grad():
+        for module in source.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    state = {k: v.clone() for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+    state["fc.weight"] = torch.randn(1000, source.out_channels)
+    state["fc.bias"] = torch.randn(1000)
+    if edit is not None:
+        edit(state)
+    path = tmp_path / f"{name}.pth"
+    torch.save(state, path)
+    return source, path
+
+
+def test_weights_round_trip(tmp_path):
+    source, path = torchvision_style_file(tmp_path)
+    loaded = build_backbone("resnet18", weights=path)
+    source_state = source.state_dict()
+    for key, value in loaded.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(value, source_state[key], rtol=0, atol=0)
+    images = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(images), source.eval()(images))
+
+
+def test_loaded_resnet_keeps_imagenet_batchnorm_frozen(tmp_path):
+    _, path = torchvision_style_file(tmp_path)
+    backbone = build_backbone("resnet18", weights=path).train()
+    batchnorms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(not m.training for m in batchnorms)
+    assert all(not p.requires_grad for m in batchnorms for p in m.parameters())
+    assert backbone.conv1.weight.requires_grad and backbone.conv1.training
+    before = backbone.bn1.running_mean.clone()
+    backbone(torch.randn(2, 3, 24, 24))
+    torch.testing.assert_close(backbone.bn1.running_mean, before, rtol=0, atol=0)
+    assert all(m.training for m in build_backbone("resnet18").modules())  # no weights: plain BatchNorm
+
+
+def test_networks_load_backbone_weights(tmp_path):
+    source, path = torchvision_style_file(tmp_path)
+    network = UnaryNetwork(NUM_CLASSES, backbone="resnet18", weights=path)
+    torch.testing.assert_close(network.backbone.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+
+
+def test_weights_missing_file_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere" / "resnet18.pth"
+    with pytest.raises(FileNotFoundError, match="resnet18.pth"):
+        build_backbone("resnet18", weights=missing)
+
+
+def test_weights_file_that_is_not_a_state_dict(tmp_path):
+    listing = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], listing)
+    with pytest.raises(ValueError, match="does not hold a state_dict"):
+        build_backbone("resnet18", weights=listing)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch state_dict"):
+        build_backbone("resnet18", weights=text)
+
+
+def test_weights_with_renamed_key_name_both_keys(tmp_path):
+    def rename(state):
+        state["layer2.0.conv_one.weight"] = state.pop("layer2.0.conv1.weight")
+
+    _, path = torchvision_style_file(tmp_path, edit=rename)
+    with pytest.raises(ValueError) as error:
+        build_backbone("resnet18", weights=path)
+    message = str(error.value)
+    assert "missing keys: layer2.0.conv1.weight" in message
+    assert "unexpected keys: layer2.0.conv_one.weight" in message
+
+
+def test_weights_with_wrong_shape_name_key_and_shapes(tmp_path):
+    def widen(state):
+        state["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+
+    _, path = torchvision_style_file(tmp_path, edit=widen)
+    with pytest.raises(ValueError, match=r"conv1.weight: file \(64, 3, 3, 3\) vs model \(64, 3, 7, 7\)"):
+        build_backbone("resnet18", weights=path)
+
+
+def test_weights_of_another_depth_are_rejected(tmp_path):
+    _, path = torchvision_style_file(tmp_path, name="resnet18")
+    with pytest.raises(ValueError, match="missing keys: .*layer1.2"):
+        build_backbone("resnet34", weights=path)
+
+
+# ---------------------------------------------------------------- CAM
+
+def test_cam_network_logits_are_pooled_class_maps():
+    network = CAMNetwork(NUM_CLASSES)
+    images = torch.randn(2, 3, *ODD_SIZE)
+    logits = network(images)
+    assert logits.shape == (2, NUM_CLASSES - 1)
+    assert network.classifier.bias is None
+    maps = network.class_maps(images)
+    torch.testing.assert_close(logits, maps.mean(dim=(2, 3)))
+    cams = network.cams(images)
+    assert cams.shape == (2, NUM_CLASSES - 1, *feature_size(ODD_SIZE, 8))
+    torch.testing.assert_close(cams, maps.clamp_min(0))
+
+
+def test_networks_reject_bad_num_classes():
+    with pytest.raises(ValueError, match="num_classes"):
+        CAMNetwork(1)
+    with pytest.raises(ValueError, match="num_classes"):
+        PairwiseNetwork(2.5)
+
+
+# ---------------------------------------------------------------- unary
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_unary_logits_at_input_resolution(output_stride):
+    network = UnaryNetwork(NUM_CLASSES, output_stride=output_stride)
+    logits = network(torch.randn(2, 3, *ODD_SIZE))
+    assert logits.shape == (2, NUM_CLASSES, *ODD_SIZE)
+    logits.logsumexp(1).mean().backward()
+    assert network.backbone.stem[0][0].weight.grad.abs().sum() > 0
+
+
+def test_unary_aspp_rates_scale_with_backbone_and_stride():
+    assert UnaryNetwork(NUM_CLASSES).spec()["kwargs"]["aspp_rates"] == [2, 4, 6]
+    assert UnaryNetwork(NUM_CLASSES, output_stride=16).spec()["kwargs"]["aspp_rates"] == [1, 2, 3]
+    resnet = UnaryNetwork(NUM_CLASSES, backbone="resnet18")
+    assert resnet.spec()["kwargs"]["aspp_rates"] == [12, 24, 36]
+    assert [b[0].dilation for b in resnet.aspp.branches[1:]] == [(12, 12), (24, 24), (36, 36)]
+
+
+def test_unary_batch_of_one_trains():
+    # ASPP's image-pooling branch is a 1x1 map: it must not need batch statistics.
+    UnaryNetwork(NUM_CLASSES).train()(torch.randn(1, 3, 32, 32)).sum().backward()
+
+
+# ---------------------------------------------------------------- pairwise
+
+def smooth_unary(batch, size, num_classes=NUM_CLASSES):
+    coarse = torch.randn(batch, num_classes, 6, 6) * 3
+    return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False).softmax(1)
+
+
+def test_pairwise_guidance_layout_at_odd_size():
+    network = PairwiseNetwork(NUM_CLASSES, width=8)
+    images = torch.randn(2, 3, *ODD_SIZE)
+    assert network.guidance(images).shape == (2, 12 * NUM_CLASSES, *ODD_SIZE)
+    assert network(images, smooth_unary(2, ODD_SIZE)).shape == (2, NUM_CLASSES, *ODD_SIZE)
+
+
+def test_pairwise_at_init_keeps_the_unary_map():
+    network = PairwiseNetwork(NUM_CLASSES).eval()
+    unary = smooth_unary(2, ODD_SIZE)
+    with torch.no_grad():
+        refined = network(torch.randn(2, 3, *ODD_SIZE), unary)
+    agreement = (refined.argmax(1) == unary.argmax(1)).float().mean()
+    assert agreement > 0.95
+    assert (refined - unary).abs().mean() < 0.02
+
+
+def test_pairwise_output_is_a_probability_map():
+    network = PairwiseNetwork(NUM_CLASSES, width=8)
+    with torch.no_grad():  # strong, signed gates, far from the mild initialisation
+        network.gates.weight.normal_(std=1.0)
+    refined = network(torch.randn(2, 3, *ODD_SIZE), smooth_unary(2, ODD_SIZE))
+    assert (refined > 0).all()
+    torch.testing.assert_close(refined.sum(1), torch.ones(2, *ODD_SIZE))
+
+
+def test_pairwise_preserves_constant_maps():
+    network = PairwiseNetwork(NUM_CLASSES, width=8)
+    with torch.no_grad():
+        network.gates.weight.normal_(std=1.0)
+    constant = torch.tensor([0.1, 0.2, 0.3, 0.4]).view(1, NUM_CLASSES, 1, 1).expand(2, -1, *ODD_SIZE)
+    refined = network(torch.randn(2, 3, *ODD_SIZE), constant.contiguous())
+    torch.testing.assert_close(refined, constant, rtol=1e-5, atol=1e-6)
+
+
+def test_pairwise_gradients_reach_the_guidance_cnn():
+    network = PairwiseNetwork(NUM_CLASSES, width=8)
+    unary = smooth_unary(2, ODD_SIZE)
+    target = torch.randint(0, NUM_CLASSES, (2, *ODD_SIZE))
+    refined = network(torch.randn(2, 3, *ODD_SIZE), unary)
+    F.nll_loss(refined.log(), target).backward()
+    first_conv = network.features.full_res[0][0].weight
+    assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
+    assert network.gates.weight.grad.abs().sum() > 0 and network.gates.bias.grad.abs().sum() > 0
+
+
+def test_pairwise_is_independent_of_the_batch():
+    network = PairwiseNetwork(NUM_CLASSES, width=8)
+    images, unary = torch.randn(3, 3, 20, 17), smooth_unary(3, (20, 17))
+    with torch.no_grad():
+        torch.testing.assert_close(network(images, unary)[2:], network(images[2:], unary[2:]),
+                                   rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- region confidence
+
+def test_region_network_scores_every_segment():
+    network = RegionConfidenceNetwork(NUM_CLASSES).eval()
+    h, w = feature_size(ODD_SIZE, network.output_stride)
+    segments = torch.arange(h * w).view(1, h, w).expand(2, -1, -1) % 5
+    segments = segments.clone()
+    segments[:, 0, :] = -1  # ignored pixels
+    num_segments = 7  # ids 5 and 6 have no pixels
+    with torch.no_grad():
+        logits = network(torch.randn(2, 3, *ODD_SIZE), segments, num_segments)
+        empty = network.classifier(torch.zeros(network.backbone.out_channels))
+    assert logits.shape == (2, num_segments, NUM_CLASSES)
+    assert torch.isfinite(logits).all()
+    torch.testing.assert_close(logits[:, 5:], empty.expand(2, 2, -1))
+    assert not torch.allclose(logits[:, 0], logits[:, 1])
+
+
+def test_region_network_trains_through_the_pooling():
+    network = RegionConfidenceNetwork(NUM_CLASSES)
+    segments = torch.randint(-1, 6, (2, 5, 7))
+    logits = network(torch.randn(2, 3, *ODD_SIZE), segments, 6)
+    F.cross_entropy(logits.flatten(0, 1), torch.randint(0, NUM_CLASSES, (12,))).backward()
+    assert network.backbone.stem[0][0].weight.grad.abs().sum() > 0
+
+
+def test_region_network_rejects_bad_segments():
+    network = RegionConfidenceNetwork(NUM_CLASSES)
+    images = torch.randn(1, 3, *ODD_SIZE)
+    with pytest.raises(ValueError, match=r"segments must have shape .* \(1, 5, 7\)"):
+        network(images, torch.zeros(1, 37, 53, dtype=torch.long), 1)
+    with pytest.raises(RuntimeError):
+        network(images, torch.full((1, 5, 7), 3, dtype=torch.long), 3)
+
+
+def test_region_network_output_stride_16():
+    network = RegionConfidenceNetwork(NUM_CLASSES, output_stride=16)
+    assert network.output_stride == 16
+    segments = torch.zeros(1, *feature_size(ODD_SIZE, 16), dtype=torch.long)
+    assert network(torch.randn(1, 3, *ODD_SIZE), segments, 2).shape == (1, 2, NUM_CLASSES)
+
+
+# ---------------------------------------------------------------- specs and the factory
+
+def all_networks():
+    return [
+        CAMNetwork(NUM_CLASSES),
+        UnaryNetwork(NUM_CLASSES, output_stride=16, aspp_channels=16, aspp_rates=(1, 3)),
+        PairwiseNetwork(NUM_CLASSES, width=8),
+        RegionConfidenceNetwork(NUM_CLASSES, hidden=32, dropout=0.0),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_build_model_rebuilds_from_spec(index):
+    network = all_networks()[index].eval()
+    spec = json.loads(json.dumps(network.spec()))  # a plain, serialisable dict
+    rebuilt = build_model(spec)
+    assert type(rebuilt) is type(network) and rebuilt.spec() == spec
+    rebuilt.load_state_dict(network.state_dict(), strict=True)
+    rebuilt.eval()
+    images = torch.randn(1, 3, 24, 24)
+    with torch.no_grad():
+        if isinstance(network, PairwiseNetwork):
+            args = (images, smooth_unary(1, (24, 24)))
+        elif isinstance(network, RegionConfidenceNetwork):
+            args = (images, torch.randint(0, 4, (1, 3, 3)), 4)
+        else:
+            args = (images,)
+        torch.testing.assert_close(rebuilt(*args), network(*args))
+
+
+def test_spec_never_needs_the_weights_file(tmp_path):
+    _, path = torchvision_style_file(tmp_path)
+    spec = CAMNetwork(NUM_CLASSES, backbone="resnet18", weights=path).spec()
+    assert spec["kwargs"]["weights"] is None and spec["kwargs"]["freeze_batchnorm"] is True
+    path.unlink()
+    rebuilt = build_model(spec)
+    assert all(not m.training for m in rebuilt.train().modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_build_model_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown network class 'Segmenter'"):
+        build_model({"class": "Segmenter", "kwargs": {}})
+    with pytest.raises(ValueError, match="cannot build UnaryNetwork"):
+        build_model({"class": "UnaryNetwork", "kwargs": {"num_classes": 3, "depth": 5}})
+    with pytest.raises(ValueError, match="a model spec is a dict"):
+        build_model(["UnaryNetwork"])
+
+
+def test_construction_is_deterministic_under_a_seed():
+    torch.manual_seed(3)
+    first = UnaryNetwork(NUM_CLASSES).state_dict()
+    torch.manual_seed(3)
+    second = UnaryNetwork(NUM_CLASSES).state_dict()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)

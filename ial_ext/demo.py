@@ -20,15 +20,7 @@ from PIL import Image, ImageDraw
 from skimage import data, filters
 
 from ial_ext.nn import SpatialPropagation
-
-# Neighbour offsets (row, col) of gates a, b, c for each scan direction:
-# left->right, right->left, top->bottom, bottom->top.
-_NEIGHBOURS = {
-    0: [(-1, -1), (0, -1), (1, -1)],
-    1: [(-1, 1), (0, 1), (1, 1)],
-    2: [(-1, -1), (-1, 0), (-1, 1)],
-    3: [(1, -1), (1, 0), (1, 1)],
-}
+from ial_ext.nn.spatial_propagation import NEIGHBOUR_OFFSETS
 
 
 def similarity_guidance(image: torch.Tensor, channels: int, sigma: float) -> torch.Tensor:
@@ -37,7 +29,7 @@ def similarity_guidance(image: torch.Tensor, channels: int, sigma: float) -> tor
     h, w = image.shape[-2:]
     gates = []
     for direction in range(4):
-        for dy, dx in _NEIGHBOURS[direction]:
+        for dy, dx in NEIGHBOUR_OFFSETS[direction]:
             neighbour = padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
             affinity = torch.exp(-((image - neighbour) ** 2) / (2 * sigma**2))
             # Each gate gets a third of the weight so the three sum to at most 1.

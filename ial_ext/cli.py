@@ -1,0 +1,114 @@
+"""The `ial` command: train (the EM loop), evaluate, infer, export, deploy.
+
+Every setting of `ial_ext.train.config.Config` is an option ``--section.field``; a JSON
+file given with ``--config`` is read first and the command line wins.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+
+from .train.config import Config, apply_overrides, config_fields, load_config
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="JSON file of settings (nested by section), read before the options")
+    defaults = Config()
+    for name, item, value in config_fields(defaults):
+        section = getattr(defaults, name.split(".")[0])
+        kind = typing.get_type_hints(type(section))[item.name]
+        help_text = f"{item.metadata.get('help', '')} (default: {value})"
+        if kind is bool:
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+            parser.add_argument(f"--{name}", type=base, default=None, metavar=base.__name__.upper(), help=help_text)
+
+
+def config_from_arguments(arguments: argparse.Namespace) -> Config:
+    config = load_config(arguments.config) if arguments.config else Config()
+    overrides = {
+        name: getattr(arguments, name)
+        for name, _, _ in config_fields(config)
+        if getattr(arguments, name, None) is not None
+    }
+    return apply_overrides(config, overrides)
+
+
+def _train(arguments: argparse.Namespace) -> int:
+    from .train.em import run_em
+
+    run_em(config_from_arguments(arguments))
+    return 0
+
+
+def _evaluate(arguments: argparse.Namespace) -> int:
+    from .train.inference_cli import evaluate_checkpoint
+
+    evaluate_checkpoint(arguments.checkpoint, config_from_arguments(arguments), arguments.split)
+    return 0
+
+
+def _infer(arguments: argparse.Namespace) -> int:
+    from .train.inference_cli import infer_images
+
+    infer_images(arguments.checkpoint, arguments.inputs, arguments.output, arguments.device)
+    return 0
+
+
+def _export(arguments: argparse.Namespace) -> int:
+    from ial_export.onnx_export import export_checkpoint
+
+    export_checkpoint(arguments.checkpoint, arguments.output)
+    print(f"wrote {arguments.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ial", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="run the EM loop of Algorithm 1 (default: the synthetic demo)",
+                                description="Runs the EM loop; --run.resume continues an interrupted run.")
+    add_config_options(train)
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="mIoU of a checkpoint's unary and refined output")
+    evaluate.add_argument("checkpoint", help="a step_<t>.pt written by `ial train`")
+    evaluate.add_argument("--split", choices=["train", "val"], default="val", help="which split to score")
+    add_config_options(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
+
+    infer = commands.add_parser("infer", help="segment images with a checkpoint (PyTorch)")
+    infer.add_argument("checkpoint", help="a step_<t>.pt written by `ial train`")
+    infer.add_argument("inputs", nargs="+", help="image files or folders")
+    infer.add_argument("--output", default="outputs/infer", help="folder for the label PNGs")
+    infer.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    infer.set_defaults(handler=_infer)
+
+    export = commands.add_parser("export", help="write a checkpoint's unary + pairwise model as ONNX")
+    export.add_argument("checkpoint", help="a step_<t>.pt written by `ial train`")
+    export.add_argument("--output", default="outputs/model.onnx", help="the ONNX file to write")
+    export.set_defaults(handler=_export)
+
+    deploy = commands.add_parser("deploy", help="run an exported ONNX model with onnxruntime (no torch needed: "
+                                 "`ial-deploy` is the same runner)", add_help=False)
+    deploy.add_argument("runner_arguments", nargs=argparse.REMAINDER, help="arguments of ial-deploy")
+    deploy.set_defaults(handler=lambda arguments: _deploy(arguments.runner_arguments))
+    return parser
+
+
+def _deploy(argv: list[str]) -> int:
+    from ial_export.deploy import main as deploy_main
+
+    return deploy_main(argv) or 0
+
+
+def main(argv: typing.Optional[list[str]] = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    return arguments.handler(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The run configuration: plain dataclasses, one per concern, nested in `Config`.
+
+Every field is reachable from the command line as ``--section.field value`` and from a
+JSON file (``--config run.json``); the command line wins. Defaults are the demo: the
+built-in synthetic data set, small networks, minutes on two CPU cores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+def setting(default: Any, help: str):
+    """A config field with the help text the command line shows."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = setting("synthetic", "synthetic | voc | coco")
+    root: Optional[str] = setting(None, "data set directory (voc, coco)")
+    image_size: int = setting(64, "images are brought to image_size x image_size")
+    train_images: int = setting(240, "training images of the synthetic set")
+    val_images: int = setting(60, "validation images of the synthetic set")
+    object_classes: int = setting(5, "object classes of the synthetic set (plus background)")
+    train_split: Optional[str] = setting(None, "training split (default: train, train_aug for voc, train2014 for coco)")
+    val_split: Optional[str] = setting(None, "validation split (default: val, val2014 for coco)")
+    seed: int = setting(0, "seed of the synthetic set's content")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = setting("small", "small | resnet18 | resnet34 | resnet50 | resnet101")
+    weights: Optional[str] = setting(None, "local torchvision-format ImageNet state_dict")
+    pairwise_width: int = setting(32, "channels of the pairwise guidance CNN")
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum and the poly schedule of eq. (10): lr_k = lr (1 - k/K)^power."""
+
+    iterations: int = setting(300, "training iterations K")
+    batch_size: int = setting(8, "images per iteration (over all processes)")
+    lr: float = setting(0.01, "base learning rate")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-4, "SGD weight decay")
+    poly_power: float = setting(0.9, "tau of the poly schedule, eq. (10)")
+
+
+@dataclass
+class SeedConfig:
+    """CAM seeds, the PSA recipe: background score (1 - max_c CAM_c)^alpha."""
+
+    foreground_alpha: float = setting(4.0, "strong background: only confident foreground survives")
+    background_alpha: float = setting(32.0, "weak background: only confident background survives")
+
+
+@dataclass
+class MiningConfig:
+    """Section 3.3: superpixels, region samples, region confidence network."""
+
+    sample_purity: float = setting(0.8, "a superpixel is a sample of c when > this share of it is c")
+    confidence: float = setting(0.7, "re-scored superpixels above this keep their class")
+    pooling_stride: int = setting(1, "stride at which the region network pools features (1: image resolution)")
+    superpixel_scale: float = setting(32.0, "Felzenszwalb scale (larger: larger superpixels)")
+    superpixel_sigma: float = setting(0.5, "Felzenszwalb Gaussian smoothing")
+    superpixel_min_size: int = setting(12, "Felzenszwalb minimum segment size (pixels)")
+    cache_dir: Optional[str] = setting(None, "superpixel cache directory (default: <output_dir>/superpixels)")
+
+
+@dataclass
+class LoopConfig:
+    """Algorithm 1 and its ablations."""
+
+    steps: int = setting(5, "T, the number of EM steps after the seeds")
+    warm_start: bool = setting(True, "each step starts from the previous step's networks")
+    mining: bool = setting(True, "False: pairwise trained on the unary map (Table 6)")
+    pairwise: bool = setting(True, "False: unary retrained on mined regions directly (Table 8)")
+    smoothness: bool = setting(True, "region smoothness loss on the affinities (section 4.5.4)")
+    smoothness_weight: float = setting(1.0, "weight of the region smoothness loss")
+    energy_images: int = setting(16, "training images (the first ones) on which the energy of Table 7 is averaged")
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = setting("outputs/run", "where checkpoints, tables and figures go")
+    seed: int = setting(0, "seed of every random choice of the run")
+    device: str = setting("auto", "auto | cpu | cuda")
+    threads: int = setting(0, "torch CPU threads; 0 keeps torch's default")
+    resume: bool = setting(False, "continue from the last complete step in output_dir")
+    figure_images: int = setting(4, "rows of the per-step figure")
+    progress: bool = setting(True, "tqdm progress bars")
+
+
+def _optim(**overrides: Any) -> OptimConfig:
+    return OptimConfig(**overrides)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seeds: SeedConfig = field(default_factory=SeedConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    classifier: OptimConfig = field(default_factory=lambda: _optim(iterations=300, lr=0.05))
+    unary: OptimConfig = field(default_factory=lambda: _optim(iterations=200, lr=0.02))
+    pairwise: OptimConfig = field(default_factory=lambda: _optim(iterations=150, lr=0.01))
+    region: OptimConfig = field(default_factory=lambda: _optim(iterations=150, lr=0.02))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        config = cls()
+        apply_overrides(config, _flatten(values))
+        return config
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as handle:
+            json.dump(self.to_dict(), handle, indent=2)
+
+
+def load_config(path: str) -> Config:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        with open(path) as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config file {path} is not valid JSON: {error}") from error
+    return Config.from_dict(values)
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_fields(config: Config):
+    """Yields (dotted name, dataclass field, current value) for every setting."""
+    for section in dataclasses.fields(config):
+        group = getattr(config, section.name)
+        for item in dataclasses.fields(group):
+            yield f"{section.name}.{item.name}", item, getattr(group, item.name)
+
+
+def apply_overrides(config: Config, overrides: dict) -> Config:
+    """Sets dotted names ('unary.lr') to values, checking that each name exists."""
+    known = {name: item for name, item, _ in config_fields(config)}
+    for name, value in overrides.items():
+        if name not in known:
+            raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
+        section, key = name.split(".")
+        setattr(getattr(config, section), key, value)
+    return config

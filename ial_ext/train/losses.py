@@ -1,0 +1,41 @@
+"""Training objectives of the four networks."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .seeds import IGNORE_INDEX
+
+
+def classification_loss(logits: Tensor, class_labels: Tensor) -> Tensor:
+    """Multi-label BCE of the CAM network over the foreground classes."""
+    return F.binary_cross_entropy_with_logits(logits, class_labels[:, 1:])
+
+
+def segmentation_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Softmax cross-entropy with unknown pixels (255) ignored; 0 when nothing is labelled."""
+    if not bool((target != IGNORE_INDEX).any()):
+        return logits.sum() * 0
+    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+
+
+def refined_map_loss(probabilities: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """eq. (7): -Y^T log alpha_p, on the pairwise output, which is already a probability map."""
+    if not bool((target != IGNORE_INDEX).any()):
+        return probabilities.sum() * 0
+    log_probabilities = probabilities.clamp_min(eps).log()
+    return F.nll_loss(log_probabilities, target, ignore_index=IGNORE_INDEX)
+
+
+def region_classification_loss(logits: Tensor, region_labels: Tensor) -> Tensor:
+    """eq. (9): cross-entropy over superpixel samples; label -1 marks a non-sample."""
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_labels = region_labels.reshape(-1)
+    if not bool((flat_labels >= 0).any()):
+        return logits.sum() * 0
+    return F.cross_entropy(flat_logits, flat_labels, ignore_index=-1)
+
+
+def mask_absent_classes(logits: Tensor, class_labels: Tensor) -> Tensor:
+    """Classes absent from an image's label set can never be predicted for it (the weak label)."""
+    present = class_labels[:, :, None, None] > 0
+    return logits.masked_fill(~present, torch.finfo(logits.dtype).min)

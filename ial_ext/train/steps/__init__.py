@@ -1,0 +1,17 @@
+"""The steps of Algorithm 1, one function each."""
+from .classifier import generate_seeds, train_classifier
+from .mining import mine_confident_regions, region_samples, rescore_regions
+from .pairwise import refine_with_pairwise, train_pairwise
+from .unary import predict_unary_labels, train_unary
+
+__all__ = [
+    "train_classifier",
+    "generate_seeds",
+    "train_unary",
+    "predict_unary_labels",
+    "mine_confident_regions",
+    "region_samples",
+    "rescore_regions",
+    "train_pairwise",
+    "refine_with_pairwise",
+]

@@ -1,0 +1,98 @@
+"""M-step, part 3: the pairwise network g trained on mined regions (section 3.2.2), and the
+E-step alpha_p = G alpha_u that refines the unary map with it."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ...models import PairwiseNetwork, UnaryNetwork
+from ...nn import RegionSmoothnessLoss, normalize_gates
+from ..config import Config
+from ..losses import refined_map_loss
+from ..optim import PolySGD
+from ..runtime import Runtime
+from ..views import TrainingView
+from .inference import label_maps, to_device
+from .unary import unary_probabilities
+
+
+class _PairwiseWithGates(nn.Module):
+    """g's forward returning its gates too, so that DDP sees one forward for both losses."""
+
+    def __init__(self, pairwise: PairwiseNetwork):
+        super().__init__()
+        self.pairwise = pairwise
+
+    def forward(self, images: Tensor, unary: Tensor):
+        guidance = self.pairwise.guidance(images)
+        return self.pairwise.propagate(unary, guidance), guidance
+
+
+def train_pairwise(
+    config: Config,
+    runtime: Runtime,
+    dataset: Dataset,
+    unary: UnaryNetwork,
+    regions: Tensor,
+    superpixels: Optional[Callable[[int], Tensor]],
+    step: int,
+    previous: Optional[PairwiseNetwork] = None,
+) -> PairwiseNetwork:
+    """Trains g on regions Y_t (eq. 7) with the unary map of f as its input, plus the region
+    smoothness loss (eq. 8) on its gates when superpixels are given and the loss is on."""
+    runtime.seed_everything("pairwise", step)
+    network = PairwiseNetwork(dataset.num_classes, width=config.model.pairwise_width)
+    if previous is not None:
+        network.load_state_dict(previous.state_dict())
+    model = runtime.wrap(_PairwiseWithGates(network))
+    model.train()
+    unary.eval()
+    use_smoothness = config.loop.smoothness and superpixels is not None
+    smoothness = RegionSmoothnessLoss()
+    optimizer = PolySGD(model.parameters(), config.pairwise)
+    view = TrainingView(dataset, regions, superpixels if use_smoothness else None)
+    batches = runtime.training_batches(view, config.pairwise.batch_size, "pairwise", step)
+    progress = runtime.bar(range(config.pairwise.iterations), desc=f"step {step}: pairwise")
+    for _ in progress:
+        batch = to_device(next(batches), runtime.device)
+        with torch.no_grad():
+            alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
+        refined, guidance = model(batch["image"], alpha_u)
+        loss = refined_map_loss(refined, batch["target"])
+        if use_smoothness:
+            segments = batch["segments"]
+            num_segments = int(segments.max()) + 1
+            gates = _normalized(guidance)
+            loss = loss + config.loop.smoothness_weight * smoothness(gates, segments, num_segments)
+        optimizer.step(loss)
+        progress.set_postfix(loss=f"{loss.item():.3f}")
+    return network.eval()
+
+
+def _normalized(guidance: Tensor) -> Tensor:
+    """The gates G the propagation actually uses, direction by direction."""
+    return torch.cat([normalize_gates(part) for part in guidance.chunk(4, dim=1)], dim=1)
+
+
+def refined_probabilities(
+    unary: UnaryNetwork, pairwise: PairwiseNetwork, images: Tensor, class_labels: Optional[Tensor]
+) -> Tensor:
+    """alpha_p = G alpha_u."""
+    return pairwise(images, unary_probabilities(unary, images, class_labels))
+
+
+def refine_with_pairwise(
+    runtime: Runtime, unary: UnaryNetwork, pairwise: PairwiseNetwork, dataset: Dataset, step: int
+) -> Tensor:
+    """E-step over the training set: argmax of alpha_p, within each image's classes."""
+    unary.eval()
+    pairwise.eval()
+    return label_maps(
+        runtime,
+        dataset,
+        lambda batch: refined_probabilities(unary, pairwise, batch["image"], batch["class_labels"]).argmax(1),
+        f"step {step}: refine",
+    )

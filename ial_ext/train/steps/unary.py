@@ -1,0 +1,61 @@
+"""M-step, part 1: the unary network f trained on the current labels (section 3.2.1)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ...models import UnaryNetwork
+from ..config import Config
+from ..losses import mask_absent_classes, segmentation_loss
+from ..optim import PolySGD
+from ..runtime import Runtime
+from ..views import TrainingView
+from .inference import label_maps, to_device
+
+
+def train_unary(
+    config: Config,
+    runtime: Runtime,
+    dataset: Dataset,
+    labels: Tensor,
+    step: int,
+    previous: Optional[UnaryNetwork] = None,
+) -> UnaryNetwork:
+    """Trains f on (N, H, W) labels (255 ignored), from `previous` when warm-starting."""
+    runtime.seed_everything("unary", step)
+    network = UnaryNetwork(dataset.num_classes, backbone=config.model.backbone, weights=config.model.weights)
+    if previous is not None:
+        network.load_state_dict(previous.state_dict())
+    model = runtime.wrap(network)
+    model.train()
+    optimizer = PolySGD(model.parameters(), config.unary)
+    batches = runtime.training_batches(TrainingView(dataset, labels), config.unary.batch_size, "unary", step)
+    progress = runtime.bar(range(config.unary.iterations), desc=f"step {step}: unary")
+    for _ in progress:
+        batch = to_device(next(batches), runtime.device)
+        loss = segmentation_loss(model(batch["image"]), batch["target"])
+        optimizer.step(loss)
+        progress.set_postfix(loss=f"{loss.item():.3f}")
+    return network.eval()
+
+
+def unary_probabilities(network: UnaryNetwork, images: Tensor, class_labels: Optional[Tensor]) -> Tensor:
+    """alpha_u: softmax of f; with class_labels, absent classes get probability 0."""
+    logits = network(images)
+    if class_labels is not None:
+        logits = mask_absent_classes(logits, class_labels)
+    return logits.softmax(dim=1)
+
+
+def predict_unary_labels(runtime: Runtime, network: UnaryNetwork, dataset: Dataset, step: int) -> Tensor:
+    """argmax of alpha_u over the training set, restricted to each image's classes."""
+    network.eval()
+    return label_maps(
+        runtime,
+        dataset,
+        lambda batch: unary_probabilities(network, batch["image"], batch["class_labels"]).argmax(1),
+        f"step {step}: unary maps",
+    )

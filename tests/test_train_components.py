@@ -1,0 +1,150 @@
+"""Seeds, metrics, the energy, losses, the poly schedule, the config CLI and checkpoints."""
+import json
+import os
+
+import pytest
+import torch
+
+from ial_ext.cli import build_parser, config_from_arguments
+from ial_ext.train.checkpoint import (
+    CorruptCheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    step_path,
+)
+from ial_ext.train.config import Config, load_config
+from ial_ext.train.losses import mask_absent_classes, refined_map_loss, segmentation_loss
+from ial_ext.train.metrics import ConfusionMatrix, affinity_energy
+from ial_ext.train.optim import poly_learning_rate
+from ial_ext.train.report import format_table, table_row
+from ial_ext.train.seeds import IGNORE_INDEX, seeds_from_cams
+
+
+def test_seeds_confident_regions_and_unknown_band():
+    # One present class (2 of 3 foreground classes absent): a CAM ramp from 0 to 1 along x.
+    ramp = torch.linspace(0, 1, 11).expand(1, 5, 11)
+    cams = torch.stack([torch.zeros(1, 5, 11), ramp, torch.rand(1, 5, 11)], dim=1)
+    class_labels = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    seeds = seeds_from_cams(cams, class_labels, foreground_alpha=4, background_alpha=32)[0, 0]
+    # alpha 4: (1 - v)^4 < v from v ~ 0.28; alpha 32: (1 - v)^32 < v from v ~ 0.08.
+    assert seeds[0] == 0  # CAM 0: confident background
+    assert seeds[-1] == 2  # CAM 1: confident foreground, class 2
+    assert (seeds[1:3] == IGNORE_INDEX).all()  # between the two thresholds: unknown
+    assert set(seeds.tolist()) <= {0, 2, IGNORE_INDEX}  # class 3's CAM is noise but absent
+
+
+def test_seeds_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="cams"):
+        seeds_from_cams(torch.rand(1, 3, 4, 4), torch.ones(1, 3))
+
+
+def test_confusion_matrix_miou_precision_coverage():
+    truth = torch.tensor([[0, 0, 1, 1, 2, 255]])
+    prediction = torch.tensor([[0, 1, 1, 1, 255, 2]])
+    matrix = ConfusionMatrix(3).update(prediction, truth)
+    # class 0: tp 1, union 2; class 1: tp 2, union 3; class 2: tp 0, union 1 (the unknown pixel misses it).
+    assert matrix.iou()[0] == pytest.approx(0.5)
+    assert matrix.iou()[1] == pytest.approx(2 / 3)
+    assert matrix.iou()[2] == 0
+    assert matrix.miou() == pytest.approx((0.5 + 2 / 3) / 3)
+    assert matrix.precision() == pytest.approx(3 / 4)
+    assert matrix.coverage() == pytest.approx(4 / 5)
+
+
+def test_energy_zero_on_constant_map_and_matches_brute_force():
+    torch.manual_seed(0)
+    guidance = torch.randn(1, 24, 4, 5)
+    assert affinity_energy(torch.full((1, 2, 4, 5), 0.5), guidance).abs().max() < 1e-7
+    probabilities = torch.rand(1, 2, 4, 5, dtype=torch.float64)
+    energy = affinity_energy(probabilities, guidance.double())
+    from ial_ext.nn import normalize_gates
+    from ial_ext.nn.spatial_propagation import NEIGHBOUR_OFFSETS
+
+    expected = 0.0
+    for direction, raw in enumerate(guidance.double().chunk(4, dim=1)):
+        gates = normalize_gates(raw).chunk(3, dim=1)
+        for gate, (dy, dx) in zip(gates, NEIGHBOUR_OFFSETS[direction]):
+            for c in range(2):
+                for i in range(4):
+                    for j in range(5):
+                        if 0 <= i + dy < 4 and 0 <= j + dx < 5:
+                            difference = probabilities[0, c, i, j] - probabilities[0, c, i + dy, j + dx]
+                            expected += 0.5 * float(gate[0, c, i, j]) * float(difference) ** 2
+    assert float(energy[0]) == pytest.approx(expected / 20, rel=1e-12)
+
+
+def test_losses_ignore_unknown_and_mask_absent_classes():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    unknown = torch.full((2, 4, 4), IGNORE_INDEX)
+    assert segmentation_loss(logits, unknown).item() == 0
+    segmentation_loss(logits, unknown).backward()  # still differentiable: no NaN, zero gradient
+    assert logits.grad.abs().max() == 0
+    masked = mask_absent_classes(torch.zeros(1, 3, 2, 2), torch.tensor([[1.0, 0.0, 1.0]]))
+    assert (masked.softmax(1)[:, 1] == 0).all()
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    assert refined_map_loss(torch.full((1, 3, 2, 2), 1 / 3), target).item() == pytest.approx(
+        -torch.log(torch.tensor(1 / 3)).item()
+    )
+
+
+def test_poly_schedule_is_equation_10():
+    assert poly_learning_rate(0.01, 0, 100, 0.9) == 0.01
+    assert poly_learning_rate(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+    assert poly_learning_rate(0.01, 100, 100, 0.9) == 0
+
+
+def test_cli_options_file_and_overrides(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"unary": {"lr": 0.5}, "loop": {"mining": False}}))
+    arguments = build_parser().parse_args(
+        ["train", "--config", str(path), "--unary.iterations", "7", "--no-loop.smoothness", "--data.root", "/d"]
+    )
+    config = config_from_arguments(arguments)
+    assert config.unary.lr == 0.5 and config.unary.iterations == 7
+    assert config.loop.mining is False and config.loop.smoothness is False
+    assert config.data.root == "/d"
+    assert config.pairwise.lr == Config().pairwise.lr  # untouched settings keep their defaults
+
+
+def test_cli_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    for name in ("--loop.mining", "--mining.confidence", "--unary.lr", "--run.resume"):
+        assert name in text
+    assert "(default: 0.7)" in text
+
+
+def test_unknown_setting_in_config_file_is_named(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"unary": {"learning_rate": 1}}))
+    with pytest.raises(ValueError, match="unary.learning_rate"):
+        load_config(str(path))
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        load_config(str(tmp_path / "missing.json"))
+
+
+def test_checkpoint_atomic_round_trip_and_corruption(tmp_path):
+    state = {"step": 1, "labels": torch.arange(6, dtype=torch.uint8), "rows": [{"a": 0.5, "b": None}]}
+    save_checkpoint(step_path(str(tmp_path), 1), state)
+    loaded = load_checkpoint(step_path(str(tmp_path), 1))
+    assert torch.equal(loaded["labels"], state["labels"]) and loaded["rows"] == state["rows"]
+    assert [name for name in os.listdir(tmp_path)] == ["step_1.pt"]  # no temporary left behind
+    # A newer, truncated step is reported and skipped in favour of the last good one.
+    good = open(step_path(str(tmp_path), 1), "rb").read()
+    with open(step_path(str(tmp_path), 2), "wb") as handle:
+        handle.write(good[: len(good) // 2])
+    with pytest.raises(CorruptCheckpointError, match="step_2.pt"):
+        load_checkpoint(step_path(str(tmp_path), 2))
+    messages = []
+    assert latest_checkpoint(str(tmp_path), messages.append)["step"] == 1
+    assert "step_2.pt" in messages[0]
+
+
+def test_table_format_shows_percentages_and_gaps():
+    rows = [table_row(0, "seeds", {"miou": 0.462, "precision": 0.622, "coverage": 0.5})]
+    rows.append(table_row(1, "pairwise", {"miou": 0.552, "precision": 0.731, "coverage": 1.0}, val_miou=0.513, energy=0.061))
+    text = format_table(rows)
+    assert "46.2" in text and "62.2" in text and "51.3" in text and "0.0610" in text
+    assert text.splitlines()[2].rstrip().endswith("-")

@@ -314,22 +314,6 @@ void prefetch_tile(const T* plane, const ScanGeometry& geo, int64_t s0) {
   }
 }
 
-// Fetches part `j` of `parts` of a plane sequentially. A horizontal scan
-// spreads the plane it does next over its tiles this way: by the time that
-// plane starts, its rows are in cache, and the tile transposes, whose pattern
-// the hardware prefetchers do not follow, no longer wait on memory.
-template <typename T>
-void prefetch_plane_part(const T* plane, const ScanGeometry& geo, int64_t j, int64_t parts) {
-  if (plane == nullptr) return;
-  const int64_t bytes = geo.plane_size() * int64_t(sizeof(T));
-  const char* base = reinterpret_cast<const char*>(plane);
-  const int64_t begin = bytes * j / parts / kCacheLine * kCacheLine;
-  const int64_t end = bytes * (j + 1) / parts;
-  for (int64_t off = begin; off < end; off += kCacheLine) {
-    __builtin_prefetch(base + off, 0, 2);
-  }
-}
-
 // Distance between tile lines in the scratch buffer: whole cache lines.
 inline int64_t line_stride(const ScanGeometry& geo, int64_t element_size) {
   const int64_t per_line = kCacheLine / element_size;
@@ -345,8 +329,7 @@ int64_t forward_scratch(const ScanGeometry& geo) {
 }
 
 template <typename T>
-void forward_plane(
-    const PlaneInputs<T>& in, const PlaneInputs<T>& next, T* h, const ScanGeometry& geo, T* scratch) {
+void forward_plane(const PlaneInputs<T>& in, T* h, const ScanGeometry& geo, T* scratch) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
   if (!geo.horizontal) {
@@ -383,11 +366,6 @@ void forward_plane(
     prefetch_tile(in.a, geo, s0 + kTile);
     prefetch_tile(in.b, geo, s0 + kTile);
     prefetch_tile(in.c, geo, s0 + kTile);
-    const int64_t tiles = (steps + kTile - 1) / kTile;
-    prefetch_plane_part(next.x, geo, s0 / kTile, tiles);
-    prefetch_plane_part(next.a, geo, s0 / kTile, tiles);
-    prefetch_plane_part(next.b, geo, s0 / kTile, tiles);
-    prefetch_plane_part(next.c, geo, s0 / kTile, tiles);
     for (int64_t k = 0; k < count; ++k) {
       const T* hp = k > 0 ? lh + (k - 1) * ls : (s0 > 0 ? carry : nullptr);
       const int64_t off = k * ls;
@@ -409,8 +387,7 @@ int64_t backward_scratch(const ScanGeometry& geo) {
 }
 
 template <typename T>
-void backward_plane(
-    const BackwardPlane<T>& p, const BackwardPlane<T>& next, const ScanGeometry& geo, T* scratch) {
+void backward_plane(const BackwardPlane<T>& p, const ScanGeometry& geo, T* scratch) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
   const int64_t ls = line_stride(geo, sizeof(T));
@@ -487,14 +464,6 @@ void backward_plane(
     prefetch_tile(p.b, geo, coming);
     prefetch_tile(p.c, geo, coming);
     prefetch_tile(p.h, geo, coming - 1);
-    const int64_t tiles = last_tile / kTile + 1;
-    const int64_t part = tiles - 1 - s0 / kTile;
-    prefetch_plane_part(next.g, geo, part, tiles);
-    prefetch_plane_part(next.x, geo, part, tiles);
-    prefetch_plane_part(next.a, geo, part, tiles);
-    prefetch_plane_part(next.b, geo, part, tiles);
-    prefetch_plane_part(next.c, geo, part, tiles);
-    prefetch_plane_part(next.h, geo, part, tiles);
     for (int64_t k = count - 1; k >= 0; --k) {
       const int64_t s = s0 + k;
       const int64_t off = k * ls;

@@ -39,13 +39,9 @@ template <typename T>
 struct Kernels {
   // Elements of per-thread scratch each plane kernel needs.
   int64_t (*forward_scratch)(const ScanGeometry&);
-  // `next` is the plane the thread does after this one (null pointers if
-  // none): horizontal scans prefetch it.
-  void (*forward_plane)(
-      const PlaneInputs<T>& in, const PlaneInputs<T>& next, T* h, const ScanGeometry&, T* scratch);
+  void (*forward_plane)(const PlaneInputs<T>& in, T* h, const ScanGeometry&, T* scratch);
   int64_t (*backward_scratch)(const ScanGeometry&);
-  void (*backward_plane)(
-      const BackwardPlane<T>& in, const BackwardPlane<T>& next, const ScanGeometry&, T* scratch);
+  void (*backward_plane)(const BackwardPlane<T>& in, const ScanGeometry&, T* scratch);
 };
 
 namespace portable {

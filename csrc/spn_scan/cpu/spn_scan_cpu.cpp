@@ -12,25 +12,26 @@
 #include <torch/library.h>
 
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 namespace ial {
 namespace spn {
 namespace {
 
-// Per-thread scratch, aligned to a cache line.
+// Per-thread scratch, aligned to a cache line and left uninitialised (the
+// kernels write every element before reading it).
 template <typename T>
 class Scratch {
  public:
-  explicit Scratch(int64_t elements) : storage_(elements + kAlign / sizeof(T)) {}
+  explicit Scratch(int64_t elements) : storage_(new T[elements + kAlign / sizeof(T)]) {}
   T* data() {
-    const auto address = reinterpret_cast<std::uintptr_t>(storage_.data());
+    const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
     return reinterpret_cast<T*>((address + kAlign - 1) & ~std::uintptr_t(kAlign - 1));
   }
 
  private:
   static constexpr std::uintptr_t kAlign = 64;
-  std::vector<T> storage_;
+  std::unique_ptr<T[]> storage_;
 };
 
 template <typename T>
@@ -52,8 +53,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const Sc
   at::parallel_for(0, geo.planes(), 1, [&](int64_t begin, int64_t end) {
     Scratch<T> scratch(kernels.forward_scratch(geo));
     for (int64_t p = begin; p < end; ++p) {
-      const auto next = p + 1 < end ? plane_inputs(xd, gd, geo, p + 1) : cpu::PlaneInputs<T>{};
-      kernels.forward_plane(plane_inputs(xd, gd, geo, p), next, hd + p * geo.plane_size(), geo, scratch.data());
+      kernels.forward_plane(plane_inputs(xd, gd, geo, p), hd + p * geo.plane_size(), geo, scratch.data());
     }
   });
   return h;
@@ -86,8 +86,7 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
           gxd + p * hw, ga, ga + geo.channels * hw, ga + 2 * geo.channels * hw};
     };
     for (int64_t p = begin; p < end; ++p) {
-      const auto next = p + 1 < end ? plane(p + 1) : cpu::BackwardPlane<T>{};
-      kernels.backward_plane(plane(p), next, geo, scratch.data());
+      kernels.backward_plane(plane(p), geo, scratch.data());
     }
   });
   return {grad_x, grad_gates};

@@ -1,5 +1,352 @@
-"""Torch-free deployment runner (being built)."""
+"""ial-deploy: segment images with an exported ial_ext ONNX model (numpy + Pillow + onnxruntime; no torch).
+
+    ial-deploy model.onnx photos/ extra.jpg --output labels/ --overlay --device auto
+
+For each image it writes <output>/<name>.png, a palette PNG whose pixel values are
+the class indices (0 = background) coloured with the model's palette (VOC's), and
+with --overlay <output>/<name>_overlay.png, the image with the classes drawn over it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import metadata
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+DEVICES = ("auto", "cpu", "cuda")
+EXIT_OK, EXIT_IMAGE_ERRORS, EXIT_USAGE = 0, 1, 2
+OVERLAY_SUFFIX = "_overlay"
+
+EPILOG = """\
+errors:
+  A missing, unreadable or non-ial_ext model, a missing input path, an empty
+  folder, two inputs that would write the same output name, or --device cuda
+  without a usable CUDA provider stop the run at once (exit status 2; nothing
+  is written). An image that cannot be read or segmented is reported on
+  stderr with its path and skipped; the other images are still processed and
+  the exit status is 1 at the end. Exit status 0: every image was written.
+
+images:
+  Read with Pillow, EXIF orientation applied (label maps match the image as
+  displayed), converted to RGB. Output files are named after the input files.
+
+the model:
+  Write one with `ial export CHECKPOINT --output model.onnx`. It takes a
+  float32 batch (N, 3, H, W) of RGB images normalised with the mean and std
+  stored in its metadata (those of training) and returns class probabilities
+  (N, C, H, W) and labels (N, H, W). Any image size works; images of one size
+  are batched together (--batch-size).
+"""
 
 
-def main(argv=None):
-    raise SystemExit("ial-deploy: not implemented yet")
+class DeployError(Exception):
+    """A problem that stops the whole run (bad model, bad arguments); the message names the path."""
+
+
+@dataclass
+class LoadedModel:
+    session: "object"  # onnxruntime.InferenceSession
+    info: metadata.ModelInfo
+    provider: str
+    path: str
+
+
+# ---------------------------------------------------------------- model and device
+
+
+def available_providers() -> list[str]:
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def load_model(path: str, device: str = "auto", threads: int = 0, spinning: bool = True) -> LoadedModel:
+    """Opens ``path`` with onnxruntime on the execution provider ``device`` asks for.
+
+    auto: CUDA when onnxruntime-gpu is installed and a GPU works, else CPU.
+    cuda: CUDA or a DeployError. cpu: CPU.
+    """
+    import onnxruntime
+
+    if device not in DEVICES:
+        raise DeployError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if not os.path.isfile(path):
+        raise DeployError(f"model not found: {path}")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # onnxruntime's own warnings (e.g. no GPU) go through our message
+    wants_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available_providers()
+    if device == "cuda" and not wants_cuda:
+        raise DeployError(
+            "--device cuda: this onnxruntime has no CUDAExecutionProvider "
+            f"(available: {', '.join(available_providers())}); install onnxruntime-gpu or use --device cpu"
+        )
+    providers = (["CUDAExecutionProvider"] if wants_cuda else []) + ["CPUExecutionProvider"]
+    if device == "auto":
+        # A failed CUDA start is expected here (we fall back and say so): keep onnxruntime's
+        # process-wide logger from printing it as an error, and restore its default after.
+        onnxruntime.set_default_logger_severity(4)
+    try:
+        session = onnxruntime.InferenceSession(path, options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+        raise DeployError(f"cannot load ONNX model {path}: {error}") from error
+    finally:
+        onnxruntime.set_default_logger_severity(2)
+    used = session.get_providers()[0]
+    if device == "cuda" and used != "CUDAExecutionProvider":
+        raise DeployError(
+            "--device cuda: onnxruntime could not start its CUDA provider (no GPU or CUDA libraries "
+            "missing); use --device cpu or --device auto"
+        )
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        info = metadata.decode(props, path)
+    except metadata.ModelMetadataError as error:
+        raise DeployError(str(error)) from error
+    input_names = [entry.name for entry in session.get_inputs()]
+    if input_names != [metadata.INPUT_NAME]:
+        raise DeployError(f"{path}: expected one input {metadata.INPUT_NAME!r}, the model has {input_names}")
+    return LoadedModel(session, info, used, path)
+
+
+def describe_provider(provider: str, requested: str) -> str:
+    if provider == "CUDAExecutionProvider":
+        return "the GPU (onnxruntime CUDAExecutionProvider)"
+    why = " (no usable CUDA provider: onnxruntime-gpu and a GPU are needed)" if requested == "auto" else ""
+    return f"the CPU (onnxruntime {provider}){why}"
+
+
+# ---------------------------------------------------------------- images
+
+
+def find_images(inputs: Sequence[str]) -> list[str]:
+    """Image files named directly, plus the image files (by suffix) directly inside named folders."""
+    paths = []
+    for entry in inputs:
+        if os.path.isdir(entry):
+            found = sorted(
+                os.path.join(entry, name) for name in os.listdir(entry)
+                if name.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(entry, name))
+            )
+            if not found:
+                raise DeployError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {entry}")
+            paths += found
+        elif os.path.isfile(entry):
+            paths.append(entry)
+        else:
+            raise DeployError(f"no such image or folder: {entry}")
+    return paths
+
+
+def output_names(paths: Sequence[str]) -> list[str]:
+    """One output stem per image (its file name without suffix); clashes are an error, not an overwrite."""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    first_of = {}
+    for stem, path in zip(stems, paths):
+        if stem in first_of:
+            raise DeployError(
+                f"{first_of[stem]} and {path} would both write {stem}.png; run them into separate --output folders"
+            )
+        first_of[stem] = path
+    return stems
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """uint8 (H, W, 3), upright (EXIF orientation applied); ValueError naming the path if unreadable."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as error:  # PIL reports truncated/garbage files as these
+        raise ValueError(f"cannot read image {path}: {error}") from error
+
+
+def normalize(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W): (rgb / 255 - mean) / std, as ial_ext.data.normalize_image."""
+    mean = np.asarray(mean, dtype=np.float32)
+    std = np.asarray(std, dtype=np.float32)
+    normalised = (rgb.astype(np.float32) / 255.0 - mean) / std
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def save_label_png(labels: np.ndarray, palette: np.ndarray, path: str) -> None:
+    """(H, W) class indices -> palette PNG: pixel values are the labels, colours the palette's."""
+    from PIL import Image
+
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
+    image.save(path)
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
+    """The image with every non-background pixel blended towards its class colour."""
+    colours = np.asarray(palette, dtype=np.float32)[labels]
+    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colours
+    out = np.where((labels > 0)[..., None], blended, rgb.astype(np.float32))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def save_overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float, path: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(overlay(rgb, labels, palette, alpha)).save(path)
+
+
+# ---------------------------------------------------------------- running
+
+
+def segment(model: LoadedModel, rgbs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Images of one size -> (probabilities (N, C, H, W), labels (N, H, W) int64)."""
+    batch = np.stack([normalize(rgb, model.info.mean, model.info.std) for rgb in rgbs])
+    probabilities, labels = model.session.run(list(metadata.OUTPUT_NAMES), {metadata.INPUT_NAME: batch})
+    return probabilities, labels
+
+
+def progress(items: list, enabled: bool, description: str) -> Iterable:
+    """tqdm when it is installed, else a line per item on stderr; nothing when disabled."""
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _plain_progress(items, description)
+    return tqdm(items, desc=description, unit="img", file=sys.stderr)
+
+
+def _plain_progress(items: list, description: str) -> Iterable:
+    start = time.monotonic()
+    for index, item in enumerate(items, 1):
+        yield item
+        print(f"{description}: {index}/{len(items)} ({time.monotonic() - start:.1f} s)", file=sys.stderr)
+
+
+def run(model: LoadedModel, paths: list[str], output: str, *, overlay_alpha: Optional[float] = None,
+        batch_size: int = 1, show_progress: bool = True) -> list[tuple[str, str]]:
+    """Segments every image; returns the (path, reason) of the images that failed (empty: all written).
+
+    Consecutive images of one size run as one batch of up to ``batch_size``.
+    """
+    os.makedirs(output, exist_ok=True)
+    stems = dict(zip(paths, output_names(paths)))
+    failures: list[tuple[str, str]] = []
+
+    def report(path: str, reason: str) -> None:
+        failures.append((path, reason))
+        print(f"ial-deploy: skipping {path}: {reason}", file=sys.stderr)
+
+    def write(batch: list[tuple[str, np.ndarray]]) -> None:
+        try:
+            _, labels = segment(model, [rgb for _, rgb in batch])
+        except Exception as error:  # onnxruntime's errors share no base class
+            for path, _ in batch:
+                report(path, f"inference failed: {error}")
+            return
+        for (path, rgb), image_labels in zip(batch, labels):
+            destination = os.path.join(output, stems[path])
+            try:
+                save_label_png(image_labels, model.info.palette, destination + ".png")
+                if overlay_alpha is not None:
+                    save_overlay(rgb, image_labels, model.info.palette, overlay_alpha,
+                                 destination + OVERLAY_SUFFIX + ".png")
+            except OSError as error:
+                report(path, f"cannot write its output in {output}: {error}")
+
+    pending: list[tuple[str, np.ndarray]] = []
+    for path in progress(paths, show_progress, "ial-deploy"):
+        try:
+            rgb = read_rgb(path)
+        except ValueError as error:
+            report(path, str(error))
+            continue
+        if pending and (rgb.shape != pending[0][1].shape or len(pending) == batch_size):
+            write(pending)
+            pending = []
+        pending.append((path, rgb))
+    if pending:
+        write(pending)
+    return failures
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ial-deploy",
+        description="Segment images with an ONNX model exported by `ial export` (numpy + Pillow + "
+        "onnxruntime; torch is not needed).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="the .onnx file written by `ial export`")
+    parser.add_argument("inputs", nargs="+", help="image files and/or folders (their images, not subfolders)")
+    parser.add_argument("--output", "-o", default="outputs/deploy",
+                        help="folder for <name>.png label maps (created if missing; default: %(default)s)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write <name>_overlay.png: the image with the non-background classes coloured")
+    parser.add_argument("--overlay-alpha", type=float, default=0.5, metavar="A",
+                        help="opacity of the class colours in the overlay, 0..1 (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="execution provider: cuda (onnxruntime-gpu and a GPU), cpu, or auto = cuda when "
+                        "it works, else cpu. The provider used is printed (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=1, metavar="N",
+                        help="images of the same size run together, up to N at a time (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, metavar="T",
+                        help="onnxruntime CPU threads; 0 = onnxruntime's choice (default: %(default)s)")
+    parser.add_argument("--no-spinning", action="store_true",
+                        help="idle onnxruntime CPU threads sleep instead of spinning; helps when other jobs share "
+                        "the CPU (the SPN scan runs thousands of small ops per image)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ial-deploy command; returns the exit status (0 all written, 1 some images failed, 2 stopped)."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if not 0.0 <= arguments.overlay_alpha <= 1.0:
+        parser.error(f"--overlay-alpha must be within 0..1, got {arguments.overlay_alpha}")
+    if arguments.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {arguments.batch_size}")
+    if arguments.threads < 0:
+        parser.error(f"--threads must be >= 0, got {arguments.threads}")
+    try:
+        paths = find_images(arguments.inputs)
+        output_names(paths)
+        model = load_model(arguments.model, arguments.device, arguments.threads, not arguments.no_spinning)
+    except DeployError as error:
+        print(f"ial-deploy: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    info = model.info
+    print(f"ial-deploy: {model.path}: {info.num_classes} classes, {info.refinement} model; "
+          f"running on {describe_provider(model.provider, arguments.device)}", file=sys.stderr)
+    failures = run(model, paths, arguments.output,
+                   overlay_alpha=arguments.overlay_alpha if arguments.overlay else None,
+                   batch_size=arguments.batch_size, show_progress=not arguments.no_progress)
+    written = len(paths) - len(failures)
+    print(f"ial-deploy: wrote {written} of {len(paths)} label maps to {arguments.output}", file=sys.stderr)
+    if failures:
+        print(f"ial-deploy: {len(failures)} image(s) failed:", file=sys.stderr)
+        for path, reason in failures:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return EXIT_IMAGE_ERRORS
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,8 +60,13 @@ def _infer(arguments: argparse.Namespace) -> int:
 def _export(arguments: argparse.Namespace) -> int:
     from ial_export.onnx_export import export_checkpoint
 
-    export_checkpoint(arguments.checkpoint, arguments.output)
-    print(f"wrote {arguments.output}")
+    report = export_checkpoint(arguments.checkpoint, arguments.output, opset=arguments.opset, check=arguments.check)
+    checked = (
+        f", onnxruntime vs PyTorch max |p| difference {report.max_abs_probability_diff:.1e}"
+        if report.max_abs_probability_diff is not None
+        else ""
+    )
+    print(f"wrote {report.path} (opset {report.opset}, {report.num_classes} classes, {report.refinement}{checked})")
     return 0
 
 
@@ -90,22 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a checkpoint's unary + pairwise model as ONNX")
     export.add_argument("checkpoint", help="a step_<t>.pt written by `ial train`")
     export.add_argument("--output", default="outputs/model.onnx", help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (18 or newer)")
+    export.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the file in onnxruntime once and compare with PyTorch")
     export.set_defaults(handler=_export)
 
-    deploy = commands.add_parser("deploy", help="run an exported ONNX model with onnxruntime (no torch needed: "
-                                 "`ial-deploy` is the same runner)", add_help=False)
-    deploy.add_argument("runner_arguments", nargs=argparse.REMAINDER, help="arguments of ial-deploy")
-    deploy.set_defaults(handler=lambda arguments: _deploy(arguments.runner_arguments))
+    # Listed for --help only: main() hands everything after "deploy" to the runner.
+    commands.add_parser("deploy", help="run an exported ONNX model with onnxruntime, the same runner as "
+                        "`ial-deploy` (which needs no torch); `ial deploy --help` lists its options")
     return parser
 
 
-def _deploy(argv: list[str]) -> int:
-    from ial_export.deploy import main as deploy_main
-
-    return deploy_main(argv) or 0
-
-
 def main(argv: typing.Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["deploy"]:
+        from ial_export.deploy import main as deploy_main
+
+        return deploy_main(argv[1:])
     arguments = build_parser().parse_args(argv)
     return arguments.handler(arguments)
 

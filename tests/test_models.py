@@ -33,7 +33,7 @@ def test_backbone_output_stride_8_shapes(name):
         out = backbone(torch.randn(1, 3, 19, 26))
     assert backbone.output_stride == 8
     assert out.shape == (1, backbone.out_channels, 3, 4)
-    assert backbone.out_channels == {"small": 128, "resnet18": 512, "resnet34": 512}.get(name, 2048)
+    assert backbone.out_channels == {"small": 128, "small_local": 128, "resnet18": 512, "resnet34": 512}.get(name, 2048)
 
 
 @pytest.mark.parametrize("name", ["small", "resnet18", "resnet50"])

@@ -146,5 +146,14 @@ def test_table_format_shows_percentages_and_gaps():
     rows = [table_row(0, "seeds", {"miou": 0.462, "precision": 0.622, "coverage": 0.5})]
     rows.append(table_row(1, "pairwise", {"miou": 0.552, "precision": 0.731, "coverage": 1.0}, val_miou=0.513, energy=0.061))
     text = format_table(rows)
-    assert "46.2" in text and "62.2" in text and "51.3" in text and "0.0610" in text
+    assert "46.2" in text and "62.2" in text and "51.3" in text and "0.061" in text
     assert text.splitlines()[2].rstrip().endswith("-")
+
+
+def test_ial_deploy_forwards_every_argument_to_the_runner(capsys):
+    from ial_ext.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy", "--help"])
+    assert exit_info.value.code == 0
+    assert "--no-spinning" in capsys.readouterr().out

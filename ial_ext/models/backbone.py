@@ -7,7 +7,8 @@ from .resnet import RESNET_LAYOUTS, ResNet
 from .small_backbone import SmallBackbone
 from .weights import load_backbone_weights
 
-BACKBONE_NAMES = ("small", *RESNET_LAYOUTS)
+SMALL_BACKBONES = ("small", "small_local")
+BACKBONE_NAMES = (*SMALL_BACKBONES, *RESNET_LAYOUTS)
 
 
 def build_backbone(name: str, output_stride: int = 8, weights: str | os.PathLike | None = None,
@@ -15,7 +16,8 @@ def build_backbone(name: str, output_stride: int = 8, weights: str | os.PathLike
     """A feature extractor (B, 3, H, W) -> (B, out_channels, ceil(H/os), ceil(W/os)).
 
     Args:
-        name: "small" (fast CPU variant) or "resnet18" / "resnet34" / "resnet50" / "resnet101".
+        name: "small" (fast CPU variant), "small_local" (the same without dilation, for
+            sharper CAMs on small images) or "resnet18" / "resnet34" / "resnet50" / "resnet101".
         output_stride: 8 or 16.
         weights: a local state_dict file. For ResNets, torchvision's ImageNet
             format (``fc.*`` ignored); for "small", this backbone's own state_dict.
@@ -27,10 +29,10 @@ def build_backbone(name: str, output_stride: int = 8, weights: str | os.PathLike
     """
     if name not in BACKBONE_NAMES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {list(BACKBONE_NAMES)}")
-    if name == "small":
+    if name in SMALL_BACKBONES:
         if freeze_batchnorm:
-            raise ValueError("freeze_batchnorm applies to ResNet backbones (ImageNet statistics), not to 'small'")
-        backbone = SmallBackbone(output_stride)
+            raise ValueError(f"freeze_batchnorm applies to ResNet backbones (ImageNet statistics), not to {name!r}")
+        backbone = SmallBackbone(output_stride, dilated=name == "small")
     else:
         if freeze_batchnorm is None:
             freeze_batchnorm = weights is not None
@@ -42,6 +44,6 @@ def build_backbone(name: str, output_stride: int = 8, weights: str | os.PathLike
 
 def resolved_freeze_batchnorm(name: str, weights, freeze_batchnorm: bool | None) -> bool | None:
     """The value build_backbone settles on, so a rebuilt network behaves the same without the file."""
-    if name == "small":
+    if name in SMALL_BACKBONES:
         return None
     return (weights is not None) if freeze_batchnorm is None else bool(freeze_batchnorm)

@@ -75,8 +75,11 @@ def _run(config: Config, runtime: Runtime) -> list[dict]:
 
 def initialize(config: Config, runtime: Runtime, train_set, truth) -> dict:
     """Step 0: the CAM network and the seeds Y0."""
-    classifier = train_classifier(config, runtime, train_set)
-    seeds = generate_seeds(config, runtime, classifier, train_set)
+    with runtime.timed("classifier"):
+        classifier = train_classifier(config, runtime, train_set)
+    with runtime.timed("seeds"):
+        seeds = generate_seeds(config, runtime, classifier, train_set)
+    runtime.log_timings("step 0")
     rows = [table_row(0, "seeds", score_labels(seeds, truth, train_set.num_classes))]
     return {
         "step": 0,
@@ -96,16 +99,18 @@ def em_step(config: Config, runtime: Runtime, train_set, val_set, truth, superpi
     previous = _networks(state) if config.loop.warm_start else {}
     rows = list(state["rows"])
 
-    unary = train_unary(config, runtime, train_set, state["labels"], step, previous.get("unary"))
-    unary_labels = predict_unary_labels(runtime, unary, train_set, step)
+    with runtime.timed("unary"):
+        unary = train_unary(config, runtime, train_set, state["labels"], step, previous.get("unary"))
+        unary_labels = predict_unary_labels(runtime, unary, train_set, step)
     unary_val = None if config.loop.pairwise else validation_miou(runtime, val_set, unary)
     rows.append(table_row(step, "unary", score_labels(unary_labels, truth, num_classes), val_miou=unary_val))
     models = {"unary": network_entry(unary)}
 
     if config.loop.mining:
-        regions, region_network = mine_confident_regions(
-            config, runtime, train_set, unary_labels, superpixels, step, previous.get("region")
-        )
+        with runtime.timed("mining"):
+            regions, region_network = mine_confident_regions(
+                config, runtime, train_set, unary_labels, superpixels, step, previous.get("region")
+            )
         rows.append(table_row(step, "mined", score_labels(regions, truth, num_classes)))
         models["region"] = network_entry(region_network)
     else:
@@ -113,10 +118,12 @@ def em_step(config: Config, runtime: Runtime, train_set, val_set, truth, superpi
 
     refined = None
     if config.loop.pairwise:
-        pairwise = train_pairwise(
-            config, runtime, train_set, unary, regions, superpixels, step, previous.get("pairwise")
-        )
-        refined = refine_with_pairwise(runtime, unary, pairwise, train_set, step)
+        with runtime.timed("pairwise"):
+            pairwise = train_pairwise(
+                config, runtime, train_set, unary, regions, superpixels, step, previous.get("pairwise")
+            )
+        with runtime.timed("E-step"):
+            refined = refine_with_pairwise(runtime, unary, pairwise, train_set, step)
         rows.append(
             table_row(
                 step,
@@ -130,6 +137,7 @@ def em_step(config: Config, runtime: Runtime, train_set, val_set, truth, superpi
 
     if runtime.is_main:
         _figure(config, train_set, truth, state["figure_seeds"], unary_labels, regions, refined, step)
+    runtime.log_timings(f"step {step}")
     return {
         **state,
         "step": step,

@@ -19,13 +19,13 @@ def table_row(step: int, stage: str, scores: dict | None = None, **extra) -> dic
 
 def format_table(rows: list[dict]) -> str:
     """Percentages like the paper's tables; '-' where a stage has no such figure."""
-    header = "step  stage      train mIoU  precision  coverage  val mIoU  energy"
+    header = "step  stage      train mIoU  precision  coverage  val mIoU    energy"
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
             f"{row['step']:>4}  {row['stage']:<9}  {_percent(row['train_miou']):>10}  "
             f"{_percent(row['train_precision']):>9}  {_percent(row['coverage']):>8}  "
-            f"{_percent(row['val_miou']):>8}  {_plain(row['energy']):>6}"
+            f"{_percent(row['val_miou']):>8}  {_plain(row['energy']):>8}"
         )
     return "\n".join(lines)
 
@@ -48,4 +48,4 @@ def _percent(value) -> str:
 
 
 def _plain(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return "-" if value is None else f"{value:.3g}"

@@ -1,9 +1,11 @@
 """Where a run executes: device, process group (torchrun), progress bars, seeded loaders."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 import numpy as np
@@ -22,6 +24,7 @@ class Runtime:
     world_size: int = 1
     progress: bool = True
     seed: int = 0
+    timings: dict = field(default_factory=dict)  # phase -> seconds, for the log
 
     @property
     def is_main(self) -> bool:
@@ -42,6 +45,20 @@ class Runtime:
 
     def bar(self, iterable=None, **kwargs):
         return tqdm(iterable, disable=not (self.progress and self.is_main), dynamic_ncols=True, **kwargs)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
+
+    def log_timings(self, heading: str) -> None:
+        """Logs and clears the phase times gathered since the last call."""
+        parts = ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in self.timings.items())
+        self.log(f"{heading}: {parts}")
+        self.timings.clear()
 
     def log(self, message: str) -> None:
         if self.is_main:

@@ -130,31 +130,11 @@ def export_modules(
 
 
 def load_checkpoint_modules(checkpoint_path: str | os.PathLike) -> tuple[nn.Module, Optional[nn.Module], dict]:
-    """(unary, pairwise or None, checkpoint dict) from a trainer checkpoint (``ial_ext.checkpoint/1``)."""
-    from ial_ext.models import build_model
+    """(unary, pairwise or None, checkpoint dict) from a trainer checkpoint (``ial_ext.checkpoint/1``);
+    the unary module includes the multi-scale inference the trainer evaluated it with."""
+    from ial_ext.train.checkpoint import load_segmenter
 
-    path = os.fspath(checkpoint_path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, garbage bytes, unpickling refused
-        raise ValueError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
-    if not isinstance(state, dict) or state.get("format") != "ial_ext.checkpoint/1":
-        raise ValueError(f"{path} is not an ial_ext checkpoint (expected format 'ial_ext.checkpoint/1')")
-    models = state.get("models", {})
-    if "unary" not in models:
-        raise ValueError(
-            f"{path} holds no unary network (it has {sorted(models)}; step 0 checkpoints hold only the "
-            "classifier): export a checkpoint of step 1 or later"
-        )
-    networks = {}
-    for name in ("unary", "pairwise"):
-        if name in models:
-            network = build_model(models[name]["spec"])
-            network.load_state_dict(models[name]["state_dict"])
-            networks[name] = network.eval()
-    return networks["unary"], networks.get("pairwise"), state
+    return load_segmenter(os.fspath(checkpoint_path))
 
 
 def export_checkpoint(

@@ -244,8 +244,9 @@ def test_pairwise_guidance_layout_at_odd_size():
     assert network(images, smooth_unary(2, ODD_SIZE)).shape == (2, NUM_CLASSES, *ODD_SIZE)
 
 
-def test_pairwise_at_init_keeps_the_unary_map():
-    network = PairwiseNetwork(NUM_CLASSES).eval()
+@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
+def test_pairwise_at_init_keeps_the_unary_map(gate_mode):
+    network = PairwiseNetwork(NUM_CLASSES, gate_mode=gate_mode).eval()
     unary = smooth_unary(2, ODD_SIZE)
     with torch.no_grad():
         refined = network(torch.randn(2, 3, *ODD_SIZE), unary)
@@ -254,8 +255,21 @@ def test_pairwise_at_init_keeps_the_unary_map():
     assert (refined - unary).abs().mean() < 0.02
 
 
-def test_pairwise_output_is_a_probability_map():
-    network = PairwiseNetwork(NUM_CLASSES, width=8)
+def test_similarity_gates_stop_at_image_edges():
+    network = PairwiseNetwork(NUM_CLASSES, width=8).eval()
+    images = torch.zeros(1, 3, 9, 10)
+    images[..., 5:] = 2.0  # a vertical edge between columns 4 and 5, two standard deviations high
+    with torch.no_grad():
+        gates = network.guidance(images).view(4, 3, NUM_CLASSES, 9, 10)  # direction, [a|b|c], class
+    straight_left_to_right = gates[0, 1]  # links (i, j) to (i, j - 1)
+    assert (straight_left_to_right[..., 5] < 1e-4).all()  # across the edge
+    flat = torch.cat([straight_left_to_right[..., 1:5], straight_left_to_right[..., 6:]], dim=-1)
+    assert (flat > 0.3).all() and (flat <= 1 / 3).all()  # inside a region: strong propagation
+
+
+@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
+def test_pairwise_output_is_a_probability_map(gate_mode):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode)
     with torch.no_grad():  # strong, signed gates, far from the mild initialisation
         network.gates.weight.normal_(std=1.0)
     refined = network(torch.randn(2, 3, *ODD_SIZE), smooth_unary(2, ODD_SIZE))
@@ -263,8 +277,9 @@ def test_pairwise_output_is_a_probability_map():
     torch.testing.assert_close(refined.sum(1), torch.ones(2, *ODD_SIZE))
 
 
-def test_pairwise_preserves_constant_maps():
-    network = PairwiseNetwork(NUM_CLASSES, width=8)
+@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
+def test_pairwise_preserves_constant_maps(gate_mode):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode)
     with torch.no_grad():
         network.gates.weight.normal_(std=1.0)
     constant = torch.tensor([0.1, 0.2, 0.3, 0.4]).view(1, NUM_CLASSES, 1, 1).expand(2, -1, *ODD_SIZE)

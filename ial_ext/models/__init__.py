@@ -5,6 +5,7 @@ Every network has ``spec()`` -> ``{"class": ..., "kwargs": {...}}`` and
 """
 from .backbone import BACKBONE_NAMES, build_backbone
 from .cam import CAMNetwork
+from .multiscale import MultiScaleUnary
 from .pairwise import PairwiseNetwork
 from .region import RegionConfidenceNetwork
 from .registry import NETWORK_CLASSES, build_model
@@ -16,6 +17,7 @@ from .weights import load_backbone_weights
 __all__ = [
     "BACKBONE_NAMES",
     "CAMNetwork",
+    "MultiScaleUnary",
     "NETWORK_CLASSES",
     "PairwiseNetwork",
     "RegionConfidenceNetwork",

@@ -18,7 +18,7 @@ def build_backbone(name: str, output_stride: int = 8, weights: str | os.PathLike
     Args:
         name: "small" (fast CPU variant), "small_local" (the same without dilation, for
             sharper CAMs on small images) or "resnet18" / "resnet34" / "resnet50" / "resnet101".
-        output_stride: 8 or 16.
+        output_stride: 8 or 16 (and 4 for the small backbones).
         weights: a local state_dict file. For ResNets, torchvision's ImageNet
             format (``fc.*`` ignored); for "small", this backbone's own state_dict.
         freeze_batchnorm: ResNets only: keep BatchNorm on ImageNet statistics

@@ -27,7 +27,11 @@ SMALL_WIDTHS = (32, 64, 128)
 
 
 class SmallBackbone(nn.Module):
-    """(B, 3, H, W) -> (B, 128, ceil(H/os), ceil(W/os)) for output_stride os in {8, 16}.
+    """(B, 3, H, W) -> (B, 128, ceil(H/os), ceil(W/os)) for output_stride os in {4, 8, 16}.
+
+    Output stride 4 (stage 2 keeps the resolution, stage 3 dilates twice as much) is
+    for the unary network on small images: at stride 8 a 64 px image leaves an 8 x 8
+    map, whose upsampled boundaries are off by several pixels.
 
     ``dilated=False`` (the "small_local" backbone) keeps the last stage undilated: its
     receptive field (~45 px instead of ~140 px) no longer spans a whole 64-128 px image,
@@ -37,16 +41,19 @@ class SmallBackbone(nn.Module):
 
     def __init__(self, output_stride: int = 8, dilated: bool = True):
         super().__init__()
-        if output_stride not in (8, 16):
-            raise ValueError(f"small backbone output_stride must be 8 or 16, got {output_stride}")
+        if output_stride not in (4, 8, 16):
+            raise ValueError(f"small backbone output_stride must be 4, 8 or 16, got {output_stride}")
         w1, w2, w3 = SMALL_WIDTHS
         self.output_stride = output_stride
         self.out_channels = w3
         self.stem = nn.Sequential(ConvBNReLU(3, w1, stride=2), ConvBNReLU(w1, w1))
         self.stage1 = nn.Sequential(ConvBNReLU(w1, w2, stride=2), ConvBNReLU(w2, w2))
-        self.stage2 = nn.Sequential(ConvBNReLU(w2, w3, stride=2), ConvBNReLU(w3, w3))
+        stage2_stride = 1 if output_stride == 4 else 2
+        self.stage2 = nn.Sequential(ConvBNReLU(w2, w3, stride=stage2_stride), ConvBNReLU(w3, w3))
         near, far = (2, 4) if dilated else (1, 1)
-        if output_stride == 8:
+        if output_stride == 4:
+            near, far = 2 * near, 2 * far
+        if output_stride in (4, 8):
             self.stage3 = nn.Sequential(ConvBNReLU(w3, w3, dilation=near), ConvBNReLU(w3, w3, dilation=far))
         else:
             self.stage3 = nn.Sequential(ConvBNReLU(w3, w3, stride=2), ConvBNReLU(w3, w3, dilation=near))

@@ -19,7 +19,7 @@ DEFAULT_ASPP_CHANNELS = {"small": 64, "resnet": 256}
 
 def default_aspp_rates(backbone: str, output_stride: int) -> tuple[int, ...]:
     """Rates scale with 16 / output_stride so they span the same image distance."""
-    base = DEFAULT_RATES_AT_STRIDE_16["small" if backbone == "small" else "resnet"]
+    base = DEFAULT_RATES_AT_STRIDE_16["small" if backbone.startswith("small") else "resnet"]
     return tuple(r * 16 // output_stride for r in base)
 
 
@@ -39,7 +39,7 @@ class UnaryNetwork(RebuildableNetwork):
         self.backbone = build_backbone(backbone, output_stride, weights, freeze_batchnorm)
         self.output_stride = output_stride
         if aspp_channels is None:
-            aspp_channels = DEFAULT_ASPP_CHANNELS["small" if backbone == "small" else "resnet"]
+            aspp_channels = DEFAULT_ASPP_CHANNELS["small" if backbone.startswith("small") else "resnet"]
         if aspp_rates is None:
             aspp_rates = default_aspp_rates(backbone, output_stride)
         self.aspp = ASPP(self.backbone.out_channels, aspp_channels, aspp_rates)

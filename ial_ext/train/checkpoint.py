@@ -12,7 +12,7 @@ import torch
 FORMAT = "ial_ext.checkpoint/1"
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(ValueError):
     pass
 
 
@@ -68,3 +68,32 @@ def latest_checkpoint(directory: str, report=print) -> Optional[dict]:
         except CorruptCheckpointError as error:
             report(f"skipping {error}")
     return None
+
+
+def load_segmenter(path: str) -> tuple[torch.nn.Module, Optional[torch.nn.Module], dict]:
+    """(unary, pairwise or None, checkpoint) of a step checkpoint, in eval mode.
+
+    The unary network comes wrapped in the multi-scale inference it was evaluated with
+    (``unary_inference`` in the checkpoint), so it returns log-probabilities; pairwise is
+    None in the no-pairwise ablation.
+    """
+    from ..models import MultiScaleUnary, build_model
+
+    state = load_checkpoint(path)
+    models = state.get("models", {})
+    if "unary" not in models:
+        raise ValueError(
+            f"{path} holds no unary network (it has {sorted(models)}; step 0 checkpoints hold only the "
+            "classifier): use a checkpoint of step 1 or later"
+        )
+    networks = {}
+    for name in ("unary", "pairwise"):
+        if name in models:
+            network = build_model(models[name]["spec"])
+            network.load_state_dict(models[name]["state_dict"])
+            networks[name] = network.eval()
+    unary = networks["unary"]
+    inference = state.get("unary_inference")
+    if inference is not None:
+        unary = MultiScaleUnary(unary, inference["scales"], inference["flip"]).eval()
+    return unary, networks.get("pairwise"), state

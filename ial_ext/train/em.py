@@ -28,6 +28,7 @@ from .steps import (
     train_classifier,
     train_pairwise,
     train_unary,
+    unary_inference,
 )
 
 # Settings that may change between a run and its resumption without changing its results.
@@ -100,11 +101,12 @@ def em_step(config: Config, runtime: Runtime, train_set, val_set, truth, superpi
     rows = list(state["rows"])
 
     with runtime.timed("unary"):
-        unary = train_unary(config, runtime, train_set, state["labels"], step, previous.get("unary"))
+        network = train_unary(config, runtime, train_set, state["labels"], step, previous.get("unary"))
+        unary = unary_inference(config, network)
         unary_labels = predict_unary_labels(runtime, unary, train_set, step)
     unary_val = None if config.loop.pairwise else validation_miou(runtime, val_set, unary)
     rows.append(table_row(step, "unary", score_labels(unary_labels, truth, num_classes), val_miou=unary_val))
-    models = {"unary": network_entry(unary)}
+    models = {"unary": network_entry(network)}
 
     if config.loop.mining:
         with runtime.timed("mining"):
@@ -144,6 +146,7 @@ def em_step(config: Config, runtime: Runtime, train_set, val_set, truth, superpi
         "models": models,
         "labels": refined if refined is not None else regions,
         "rows": rows,
+        "unary_inference": {"scales": list(config.model.scales()), "flip": config.model.unary_flip},
     }
 
 

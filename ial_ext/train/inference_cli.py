@@ -8,8 +8,7 @@ import torch
 from PIL import Image
 
 from ..data import VOC_PALETTE, normalize_image
-from ..models import build_model
-from .checkpoint import load_checkpoint
+from .checkpoint import load_segmenter
 from .config import Config
 from .data_setup import build_datasets
 from .evaluation import validation_miou
@@ -17,22 +16,6 @@ from .runtime import Runtime, pick_device
 from .steps.pairwise import refined_probabilities
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def load_segmenter(path: str) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
-    """The unary and pairwise networks of a step checkpoint (pairwise absent in the
-    no-pairwise ablation)."""
-    state = load_checkpoint(path)
-    models = state["models"]
-    if "unary" not in models:
-        raise ValueError(f"{path} holds no unary network (step 0 checkpoints hold only the classifier)")
-    networks = {}
-    for name in ("unary", "pairwise"):
-        if name in models:
-            network = build_model(models[name]["spec"])
-            network.load_state_dict(models[name]["state_dict"])
-            networks[name] = network.eval()
-    return networks["unary"], networks.get("pairwise"), state
 
 
 def evaluate_checkpoint(path: str, config: Config, split: str) -> dict:

@@ -44,7 +44,9 @@ def train_pairwise(
     """Trains g on regions Y_t (eq. 7) with the unary map of f as its input, plus the region
     smoothness loss (eq. 8) on its gates when superpixels are given and the loss is on."""
     runtime.seed_everything("pairwise", step)
-    network = PairwiseNetwork(dataset.num_classes, width=config.model.pairwise_width)
+    network = PairwiseNetwork(
+        dataset.num_classes, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates
+    )
     if previous is not None:
         network.load_state_dict(previous.state_dict())
     model = runtime.wrap(_PairwiseWithGates(network))

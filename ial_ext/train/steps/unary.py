@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ...models import UnaryNetwork
+from ...models import MultiScaleUnary, UnaryNetwork
 from ..config import Config
 from ..losses import mask_absent_classes, segmentation_loss
 from ..optim import PolySGD
@@ -42,15 +42,21 @@ def train_unary(
     return network.eval()
 
 
-def unary_probabilities(network: UnaryNetwork, images: Tensor, class_labels: Optional[Tensor]) -> Tensor:
-    """alpha_u: softmax of f; with class_labels, absent classes get probability 0."""
+def unary_inference(config: Config, network: UnaryNetwork) -> MultiScaleUnary:
+    """f as the rest of the loop sees it: averaged over scales and the mirror image."""
+    return MultiScaleUnary(network, config.model.scales(), config.model.unary_flip).eval()
+
+
+def unary_probabilities(network, images: Tensor, class_labels: Optional[Tensor]) -> Tensor:
+    """alpha_u: softmax of f (logits or log-probabilities); with class_labels, absent
+    classes get probability 0."""
     logits = network(images)
     if class_labels is not None:
         logits = mask_absent_classes(logits, class_labels)
     return logits.softmax(dim=1)
 
 
-def predict_unary_labels(runtime: Runtime, network: UnaryNetwork, dataset: Dataset, step: int) -> Tensor:
+def predict_unary_labels(runtime: Runtime, network, dataset: Dataset, step: int) -> Tensor:
     """argmax of alpha_u over the training set, restricted to each image's classes."""
     network.eval()
     return label_maps(

@@ -82,6 +82,16 @@ def test_ablations_change_the_stages(tmp_path):
     assert no_pairwise[1]["val_miou"] is not None  # the unary network is the final output there
 
 
+def test_cross_fitted_mining_scores_every_image(tmp_path):
+    config = tiny_config(tmp_path, steps=1)
+    config.mining.folds = 2
+    # No confidence exceeds 1: every image must come out all unknown. An image that no
+    # fold's network scored would keep the zeros (background) it starts with.
+    config.mining.confidence = 1.0
+    mined = run_em(config)[2]
+    assert mined["stage"] == "mined" and mined["coverage"] == 0
+
+
 @pytest.mark.slow
 def test_two_processes_with_torchrun(tmp_path):
     """The same command under torchrun: DDP over gloo, rank 0 writes the results."""

@@ -403,3 +403,40 @@ def test_construction_is_deterministic_under_a_seed():
     second = UnaryNetwork(NUM_CLASSES).state_dict()
     for key in first:
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- multi-scale inference
+
+def test_multiscale_unary_single_scale_is_the_log_softmax():
+    from ial_ext.models import MultiScaleUnary
+
+    unary = UnaryNetwork(NUM_CLASSES).eval()
+    images = torch.randn(2, 3, *ODD_SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(MultiScaleUnary(unary, (1.0,), flip=False)(images), unary(images).log_softmax(1))
+
+
+def test_multiscale_unary_averages_probabilities_over_scales_and_mirror():
+    from ial_ext.models import MultiScaleUnary
+
+    unary = UnaryNetwork(NUM_CLASSES).eval()
+    images = torch.randn(1, 3, *ODD_SIZE)
+    with torch.no_grad():
+        averaged = MultiScaleUnary(unary, (1.0, 1.5), flip=True)(images).exp()
+        upscaled = F.interpolate(images, scale_factor=1.5, mode="bilinear", align_corners=False)
+        views = [
+            unary(images).softmax(1),
+            unary(images.flip(-1)).flip(-1).softmax(1),
+            F.interpolate(unary(upscaled), size=ODD_SIZE, mode="bilinear", align_corners=False).softmax(1),
+            F.interpolate(unary(upscaled.flip(-1)).flip(-1), size=ODD_SIZE, mode="bilinear",
+                          align_corners=False).softmax(1),
+        ]
+    torch.testing.assert_close(averaged, sum(views) / 4)
+    torch.testing.assert_close(averaged.sum(1), torch.ones(1, *ODD_SIZE))
+    with pytest.raises(ValueError, match="scales"):
+        MultiScaleUnary(unary, (0.0,))
+
+
+def test_small_backbone_output_stride_4():
+    backbone = build_backbone("small", output_stride=4)
+    assert backbone(torch.randn(1, 3, *ODD_SIZE)).shape[-2:] == feature_size(ODD_SIZE, 4)

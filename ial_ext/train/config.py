@@ -78,6 +78,10 @@ class MiningConfig:
 
     sample_purity: float = setting(0.8, "a superpixel is a sample of c when > this share of it is c")
     confidence: float = setting(0.7, "re-scored superpixels above this keep their class")
+    folds: int = setting(
+        1, "1: the region network re-scores the images it was trained on (the paper); k > 1: each image "
+        "is re-scored by a network trained on the other folds, so it cannot just echo the unary map"
+    )
     pooling_stride: int = setting(1, "stride at which the region network pools features (1: image resolution)")
     superpixel_scale: float = setting(32.0, "Felzenszwalb scale (larger: larger superpixels)")
     superpixel_sigma: float = setting(0.5, "Felzenszwalb Gaussian smoothing")
@@ -95,6 +99,9 @@ class LoopConfig:
     pairwise: bool = setting(True, "False: unary retrained on mined regions directly (Table 8)")
     smoothness: bool = setting(True, "region smoothness loss on the affinities (section 4.5.4)")
     smoothness_weight: float = setting(1.0, "weight of the region smoothness loss")
+    refined_confidence: float = setting(
+        0.0, "refined pixels below this probability are left unknown when they supervise the next unary network"
+    )
     energy_images: int = setting(16, "training images (the first ones) on which the energy of Table 7 is averaged")
 
 

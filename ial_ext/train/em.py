@@ -125,7 +125,9 @@ def em_step(config: Config, runtime: Runtime, train_set, val_set, truth, superpi
                 config, runtime, train_set, unary, regions, superpixels, step, previous.get("pairwise")
             )
         with runtime.timed("E-step"):
-            refined = refine_with_pairwise(runtime, unary, pairwise, train_set, step)
+            refined = refine_with_pairwise(
+                runtime, unary, pairwise, train_set, step, config.loop.refined_confidence
+            )
         rows.append(
             table_row(
                 step,

@@ -1,7 +1,7 @@
 """Passes over a whole data set in eval mode, split across processes and gathered."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -18,12 +18,14 @@ def label_maps(
     predict: Callable[[dict], Tensor],
     description: str,
     batch_size: int = 16,
+    rows: Optional[int] = None,
 ) -> Tensor:
-    """(N, H, W) uint8 label maps, predict(batch) -> (b, H, W) int labels (255 unknown)."""
+    """(rows, H, W) uint8 label maps, predict(batch) -> (b, H, W) int labels (255 unknown),
+    written at each item's "index" (rows defaults to len(dataset); rows never predicted are 0)."""
     shard = list(runtime.shard(len(dataset)))
     first = dataset[0]["image"]
     # int32 so that the cross-process sum (zeros outside a process's shard) is exact on gloo.
-    labels = torch.zeros(len(dataset), *first.shape[-2:], dtype=torch.int32)
+    labels = torch.zeros(rows or len(dataset), *first.shape[-2:], dtype=torch.int32)
     loader = DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False)
     for batch in runtime.bar(loader, desc=description, leave=False):
         batch_labels = predict(to_device(batch, runtime.device))

@@ -60,18 +60,30 @@ def mine_confident_regions(
     step: int,
     previous: Optional[RegionConfidenceNetwork] = None,
 ) -> tuple[Tensor, RegionConfidenceNetwork]:
-    """Y_t (N, H, W) uint8 from the unary labels, and the trained region confidence network."""
-    network = _train_region_network(config, runtime, dataset, unary_labels, superpixels, step, previous)
+    """Y_t (N, H, W) uint8 from the unary labels, and the (last) region confidence network."""
+    folds = config.mining.folds
+    if folds < 1:
+        raise ValueError(f"mining.folds must be >= 1, got {folds}")
+    fold_of = torch.arange(len(dataset)) % folds
+    regions = None
+    for fold in range(folds):
+        held_out = fold_of == fold if folds > 1 else torch.ones(len(dataset), dtype=torch.bool)
+        training = (~held_out).nonzero().flatten() if folds > 1 else None
+        network = _train_region_network(
+            config, runtime, dataset, unary_labels, superpixels, step, previous, training, fold
+        )
 
-    def predict(batch: dict) -> Tensor:
-        segments = batch["segments"]
-        logits, pooled = _region_logits(network, batch["image"], segments)
-        regions = rescore_regions(logits, batch["class_labels"], segments, config.mining.confidence)
-        # A superpixel with no cell at the pooling stride has no features: unknown.
-        return torch.where(_gather_segments(pooled, segments), regions, torch.full_like(regions, IGNORE_INDEX))
+        def predict(batch: dict) -> Tensor:
+            segments = batch["segments"]
+            logits, pooled = _region_logits(network, batch["image"], segments)
+            scored = rescore_regions(logits, batch["class_labels"], segments, config.mining.confidence)
+            # A superpixel with no cell at the pooling stride has no features: unknown.
+            return torch.where(_gather_segments(pooled, segments), scored, torch.full_like(scored, IGNORE_INDEX))
 
-    view = TrainingView(dataset, superpixels=superpixels, flip=False)
-    return label_maps(runtime, view, predict, f"step {step}: mine"), network
+        view = TrainingView(dataset, superpixels=superpixels, flip=False, indices=held_out.nonzero().flatten())
+        fold_regions = label_maps(runtime, view, predict, f"step {step}: mine", rows=len(dataset))
+        regions = fold_regions if regions is None else torch.where(held_out[:, None, None], fold_regions, regions)
+    return regions, network
 
 
 def _region_logits(model, images: Tensor, segments: Tensor, pooling_stride: int | None = None):
@@ -96,8 +108,8 @@ def _gather_segments(per_segment: Tensor, segments: Tensor) -> Tensor:
     return per_segment.gather(1, segments.clamp_min(0).flatten(1)).view_as(segments)
 
 
-def _train_region_network(config, runtime, dataset, unary_labels, superpixels, step, previous):
-    runtime.seed_everything("region", step)
+def _train_region_network(config, runtime, dataset, unary_labels, superpixels, step, previous, indices, fold):
+    runtime.seed_everything("region", step, fold)
     network = RegionConfidenceNetwork(
         dataset.num_classes,
         backbone=config.model.backbone,
@@ -109,8 +121,8 @@ def _train_region_network(config, runtime, dataset, unary_labels, superpixels, s
     model = runtime.wrap(network)
     model.train()
     optimizer = PolySGD(model.parameters(), config.region)
-    view = TrainingView(dataset, unary_labels, superpixels)
-    batches = runtime.training_batches(view, config.region.batch_size, "region", step)
+    view = TrainingView(dataset, unary_labels, superpixels, indices=indices)
+    batches = runtime.training_batches(view, config.region.batch_size, "region", step, fold)
     progress = runtime.bar(range(config.region.iterations), desc=f"step {step}: region network")
     for _ in progress:
         batch = to_device(next(batches), runtime.device)

@@ -14,6 +14,7 @@ from ..config import Config
 from ..losses import refined_map_loss
 from ..optim import PolySGD
 from ..runtime import Runtime
+from ..seeds import IGNORE_INDEX
 from ..views import TrainingView
 from .inference import label_maps, to_device
 from .unary import unary_probabilities
@@ -87,14 +88,15 @@ def refined_probabilities(
 
 
 def refine_with_pairwise(
-    runtime: Runtime, unary: UnaryNetwork, pairwise: PairwiseNetwork, dataset: Dataset, step: int
+    runtime: Runtime, unary, pairwise: PairwiseNetwork, dataset: Dataset, step: int, confidence: float = 0.0
 ) -> Tensor:
-    """E-step over the training set: argmax of alpha_p, within each image's classes."""
+    """E-step over the training set: argmax of alpha_p within each image's classes; pixels
+    whose top probability is not above `confidence` are unknown (255)."""
     unary.eval()
     pairwise.eval()
-    return label_maps(
-        runtime,
-        dataset,
-        lambda batch: refined_probabilities(unary, pairwise, batch["image"], batch["class_labels"]).argmax(1),
-        f"step {step}: refine",
-    )
+
+    def predict(batch: dict) -> Tensor:
+        top, labels = refined_probabilities(unary, pairwise, batch["image"], batch["class_labels"]).max(1)
+        return labels.masked_fill(top <= confidence, IGNORE_INDEX) if confidence > 0 else labels
+
+    return label_maps(runtime, dataset, predict, f"step {step}: refine")

@@ -7,7 +7,7 @@ affinities a trained pairwise network learns from data. The figure shows the
 picture, the coarse mask and the refined one, with their IoU against Otsu's
 threshold at full resolution.
 
-    python -m ial_ext.demo [--out outputs/demo_refinement.png] [--rounds 10]
+    python -m ial_ext.showcase [--out outputs/showcase_refinement.png] [--rounds 10]
 """
 import argparse
 import os
@@ -51,7 +51,7 @@ def _panel(array: np.ndarray, title: str) -> Image.Image:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="outputs/demo_refinement.png", help="where to write the figure")
+    parser.add_argument("--out", default="outputs/showcase_refinement.png", help="where to write the figure")
     parser.add_argument("--rounds", type=int, default=10, help="propagation rounds")
     parser.add_argument("--sigma", type=float, default=0.1, help="intensity scale of the affinities")
     parser.add_argument("--stride", type=int, default=16, help="downsampling of the coarse mask")

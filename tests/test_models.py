@@ -71,7 +71,9 @@ def test_backbone_rejects_bad_arguments():
     with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
         build_backbone("resnet18", output_stride=32)
     with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
-        build_backbone("small", output_stride=4)
+        build_backbone("resnet18", output_stride=4)
+    with pytest.raises(ValueError, match="output_stride must be 4, 8 or 16"):
+        build_backbone("small", output_stride=2)
 
 
 def test_small_backbone_eval_mode_is_independent_of_the_batch():

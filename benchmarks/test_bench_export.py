@@ -1,7 +1,9 @@
 """The exported model in onnxruntime vs PyTorch eager with the compiled ops: same model, inputs, run.
 
-Model: UnaryNetwork(21) (small backbone) + PairwiseNetwork(21) (VOC's class
-count), seed 0, exported with ial_export.export_modules. Each timed call goes
+Model: what the trainer deploys by default, MultiScaleUnary(UnaryNetwork(21))
+(small backbone, scales 1 and 1.5 plus the mirror image) + PairwiseNetwork(21)
+(similarity gates; VOC's class count), seed 0, exported with
+ial_export.export_modules. Each timed call goes
 from a host float32 batch to host probabilities and labels (what the runner
 does), so the CUDA rows include the transfers both ways. Batch 1 gives the
 latency, batch 8 the throughput (images/s = 8 / time).
@@ -25,12 +27,13 @@ ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from ial_ext.models import PairwiseNetwork, UnaryNetwork
+    from ial_ext.models import MultiScaleUnary, PairwiseNetwork, UnaryNetwork
     from ial_export.deployment_model import DeploymentModel
     from ial_export.onnx_export import export_modules
 
     torch.manual_seed(0)
-    unary, pairwise = UnaryNetwork(NUM_CLASSES).eval(), PairwiseNetwork(NUM_CLASSES).eval()
+    unary = MultiScaleUnary(UnaryNetwork(NUM_CLASSES)).eval()
+    pairwise = PairwiseNetwork(NUM_CLASSES).eval()
     path = tmp_path_factory.mktemp("bench_export") / "model.onnx"
     export_modules(unary, pairwise, path, check=False)
     return DeploymentModel(unary, pairwise).eval(), str(path)

@@ -157,3 +157,14 @@ def test_ial_deploy_forwards_every_argument_to_the_runner(capsys):
         main(["deploy", "--help"])
     assert exit_info.value.code == 0
     assert "--no-spinning" in capsys.readouterr().out
+
+
+def test_balanced_class_weights_are_median_frequency():
+    from ial_ext.train.losses import balanced_class_weights
+
+    labels = torch.tensor([[0] * 6 + [1] * 3 + [2] * 1 + [IGNORE_INDEX] * 5])
+    weights = balanced_class_weights(labels, 4)
+    # frequencies 0.6, 0.3, 0.1 (255 ignored); median 0.3; class 3 has no pixels.
+    torch.testing.assert_close(weights, torch.tensor([0.5, 1.0, 3.0, 1.0]))
+    torch.testing.assert_close(balanced_class_weights(labels, 4, power=0.5), torch.tensor([0.5, 1.0, 3.0, 1.0]) ** 0.5)
+    assert torch.equal(balanced_class_weights(torch.full((1, 3), IGNORE_INDEX), 2), torch.ones(2))

@@ -99,6 +99,9 @@ class LoopConfig:
     pairwise: bool = setting(True, "False: unary retrained on mined regions directly (Table 8)")
     smoothness: bool = setting(True, "region smoothness loss on the affinities (section 4.5.4)")
     smoothness_weight: float = setting(1.0, "weight of the region smoothness loss")
+    class_balance: float = setting(
+        0.5, "the unary cross-entropy weighs class c by (median frequency / frequency of c)^this; 0: unweighted"
+    )
     refined_confidence: float = setting(
         0.0, "refined pixels below this probability are left unknown when they supervise the next unary network"
     )

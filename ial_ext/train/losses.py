@@ -1,4 +1,6 @@
 """Training objectives of the four networks."""
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -11,11 +13,25 @@ def classification_loss(logits: Tensor, class_labels: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, class_labels[:, 1:])
 
 
-def segmentation_loss(logits: Tensor, target: Tensor) -> Tensor:
+def segmentation_loss(logits: Tensor, target: Tensor, class_weights: Tensor | None = None) -> Tensor:
     """Softmax cross-entropy with unknown pixels (255) ignored; 0 when nothing is labelled."""
     if not bool((target != IGNORE_INDEX).any()):
         return logits.sum() * 0
-    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits, target, weight=class_weights, ignore_index=IGNORE_INDEX)
+
+
+def balanced_class_weights(labels: Tensor, num_classes: int, power: float = 1.0) -> Tensor:
+    """Median-frequency weights (Eigen and Fergus 2015) of (N, H, W) labels, 255 ignored: a
+    class's pixels weigh (median_freq / freq)^power, so background, most of every image, no
+    longer drowns the object classes (power 0: no balancing). Classes without pixels get 1."""
+    counts = torch.bincount(labels[labels != IGNORE_INDEX].long().flatten(), minlength=num_classes)[:num_classes]
+    frequency = counts.double() / counts.sum().clamp_min(1)
+    present = frequency > 0
+    if not bool(present.any()):
+        return torch.ones(num_classes)
+    median = frequency[present].median()
+    weights = (median / frequency.clamp_min(1e-12)) ** power
+    return torch.where(present, weights, torch.ones_like(frequency)).float()
 
 
 def refined_map_loss(probabilities: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from ...models import MultiScaleUnary, UnaryNetwork
 from ..config import Config
-from ..losses import mask_absent_classes, segmentation_loss
+from ..losses import balanced_class_weights, mask_absent_classes, segmentation_loss
 from ..optim import PolySGD
 from ..runtime import Runtime
 from ..views import TrainingView
@@ -32,11 +32,15 @@ def train_unary(
     model = runtime.wrap(network)
     model.train()
     optimizer = PolySGD(model.parameters(), config.unary)
+    class_weights = None
+    if config.loop.class_balance > 0:
+        class_weights = balanced_class_weights(labels, dataset.num_classes, config.loop.class_balance)
+        class_weights = class_weights.to(runtime.device)
     batches = runtime.training_batches(TrainingView(dataset, labels), config.unary.batch_size, "unary", step)
     progress = runtime.bar(range(config.unary.iterations), desc=f"step {step}: unary")
     for _ in progress:
         batch = to_device(next(batches), runtime.device)
-        loss = segmentation_loss(model(batch["image"]), batch["target"])
+        loss = segmentation_loss(model(batch["image"]), batch["target"], class_weights)
         optimizer.step(loss)
         progress.set_postfix(loss=f"{loss.item():.3f}")
     return network.eval()

@@ -33,19 +33,28 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = setting("small", "unary and region networks: small | resnet18 | resnet34 | resnet50 | resnet101")
-    cam_backbone: str = setting("small_local", "CAM network: small_local keeps CAMs local on small images")
-    weights: Optional[str] = setting(None, "local torchvision-format ImageNet state_dict")
+    backbone: str = setting(
+        "small", "unary and region networks: small | small_local | resnet18 | resnet34 | resnet50 | resnet101"
+    )
+    cam_backbone: str = setting("small_local", "CAM network (small_local keeps CAMs local on small images)")
+    weights: Optional[str] = setting(
+        None, "ImageNet state_dict of model.backbone (torchvision format for ResNets), also used by the CAM "
+        "network when model.cam_backbone is the same"
+    )
     pairwise_width: int = setting(32, "channels of the pairwise guidance CNN")
-    pairwise_gates: str = setting("similarity", "pairwise gates: similarity (edge-aware from the start) | direct (SPN's)")
-    unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's multi-scale inference)")
+    pairwise_gates: str = setting(
+        "similarity", "pairwise gates: similarity (edge-aware from the start) | direct (SPN's)"
+    )
+    unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's inference)")
     unary_flip: bool = setting(True, "also average the unary map over the mirror image")
 
     def scales(self) -> tuple[float, ...]:
         try:
             return tuple(float(part) for part in self.unary_scales.split(","))
         except ValueError as error:
-            raise ValueError(f"model.unary_scales must be comma-separated numbers, got {self.unary_scales!r}") from error
+            raise ValueError(
+                f"model.unary_scales must be comma-separated numbers, got {self.unary_scales!r}"
+            ) from error
 
 
 @dataclass

@@ -45,6 +45,7 @@ def mean_energy(runtime: Runtime, dataset: Dataset, unary, pairwise, count: int)
     """Average J(alpha_u) under the gates of g over the first `count` images (Table 7)."""
     unary.eval()
     pairwise.eval()
-    batch = to_device(next(iter(DataLoader(Subset(dataset, range(min(count, len(dataset)))), batch_size=count))), runtime.device)
+    sample = Subset(dataset, range(min(count, len(dataset))))
+    batch = to_device(next(iter(DataLoader(sample, batch_size=count))), runtime.device)
     alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
     return float(affinity_energy(alpha_u, pairwise.guidance(batch["image"])).mean())

@@ -17,7 +17,9 @@ def colourize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return colours
 
 
-def save_step_figure(path: str, rgb: np.ndarray, columns: dict[str, np.ndarray], palette: np.ndarray, scale: int = 2) -> str:
+def save_step_figure(
+    path: str, rgb: np.ndarray, columns: dict[str, np.ndarray], palette: np.ndarray, scale: int = 2
+) -> str:
     """rgb: (R, H, W, 3) uint8; columns: title -> (R, H, W) label maps. Writes a PNG grid."""
     rows, height, width = rgb.shape[:3]
     titles = ["image", *columns]

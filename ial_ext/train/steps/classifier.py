@@ -18,7 +18,9 @@ from .inference import label_maps, to_device
 def train_classifier(config: Config, runtime: Runtime, dataset: Dataset) -> CAMNetwork:
     """Trains the CAM network on image-level labels only (BCE, multi-label)."""
     runtime.seed_everything("classifier")
-    network = CAMNetwork(dataset.num_classes, backbone=config.model.cam_backbone, weights=config.model.weights)
+    model_config = config.model
+    weights = model_config.weights if model_config.cam_backbone == model_config.backbone else None
+    network = CAMNetwork(dataset.num_classes, backbone=model_config.cam_backbone, weights=weights)
     model = runtime.wrap(network)
     model.train()
     optimizer = PolySGD(model.parameters(), config.classifier)

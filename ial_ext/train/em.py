@@ -59,18 +59,17 @@ def _run(config: Config, runtime: Runtime) -> list[dict]:
     if state is not None:
         _check_resumable(state["config"], config)
         runtime.log(f"resuming after step {state['step']} from {checkpoints}")
+        runtime.log(format_table(state["rows"]))
     else:
+        if config.run.resume:
+            runtime.log(f"no checkpoint to resume from in {checkpoints}: starting at step 0")
         state = initialize(config, runtime, train_set, truth)
-        _save_step(config, runtime, checkpoints, state)
-    runtime.log(format_table(state["rows"]))
+        _save_step(runtime, output, state)
 
     for step in range(state["step"] + 1, config.loop.steps + 1):
         state = em_step(config, runtime, train_set, val_set, truth, superpixels, state, step)
-        _save_step(config, runtime, checkpoints, state)
-        runtime.log(format_table(state["rows"]))
-    if runtime.is_main:
-        csv_path, _ = write_table(state["rows"], output)
-        runtime.log(f"table: {csv_path}\nfigures: {os.path.join(output, 'figures')}")
+        _save_step(runtime, output, state)
+    runtime.log(f"table: {os.path.join(output, 'table.csv')}\nfigures: {os.path.join(output, 'figures')}")
     return state["rows"]
 
 
@@ -161,9 +160,12 @@ def _networks(state: dict) -> dict:
     return networks
 
 
-def _save_step(config: Config, runtime: Runtime, directory: str, state: dict) -> None:
+def _save_step(runtime: Runtime, output: str, state: dict) -> None:
+    """Checkpoint, then the table so far (CSV + JSON), printed too."""
     if runtime.is_main:
-        save_checkpoint(step_path(directory, state["step"]), state)
+        save_checkpoint(step_path(os.path.join(output, "checkpoints"), state["step"]), state)
+        write_table(state["rows"], output)
+    runtime.log(format_table(state["rows"]))
     runtime.barrier()
 
 

@@ -1,7 +1,6 @@
 """Initialisation of Algorithm 1: a multi-label CAM network and the object seeds Y0."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 

@@ -241,3 +241,24 @@ def test_load_checkpoint_modules_rebuilds_the_trained_weights(trained):
         with torch.no_grad():
             assert torch.equal(rebuilt(images), original(images))
 
+
+
+def test_checkpoint_with_multiscale_unary_exports_what_the_trainer_evaluates(trained, tmp_path):
+    """A trainer checkpoint records multi-scale + mirror unary inference; the ONNX file must
+    compute exactly that, at sizes the export never saw."""
+    from ial_ext.models import MultiScaleUnary
+
+    state = checkpoint_of({"unary": trained["unary"], "pairwise": trained["pairwise"]}, trained["dataset"])
+    state["unary_inference"] = {"scales": [1.0, 1.5], "flip": True}
+    checkpoint = tmp_path / "step_1.pt"
+    torch.save(state, checkpoint)
+    onnx_path = tmp_path / "model.onnx"
+    export_checkpoint(checkpoint, onnx_path)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    multiscale = MultiScaleUnary(trained["unary"], (1.0, 1.5), flip=True).eval()
+    for batch, height, width in [(2, 45, 59), (1, 33, 70)]:
+        images = parity_images(batch, height, width)
+        expected_probabilities, expected_labels = eager_reference(multiscale, trained["pairwise"], images)
+        probabilities, labels = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+        assert np.abs(probabilities - expected_probabilities).max() < 1e-4
+        assert (labels == expected_labels).mean() >= 0.999

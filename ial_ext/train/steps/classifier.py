@@ -29,7 +29,7 @@ def train_classifier(config: Config, runtime: Runtime, dataset: Dataset) -> CAMN
         batch = to_device(next(batches), runtime.device)
         loss = classification_loss(model(batch["image"]), batch["class_labels"])
         optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}")
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return network.eval()
 
 

@@ -132,5 +132,5 @@ def _train_region_network(config, runtime, dataset, unary_labels, superpixels, s
         samples = torch.where(pooled, samples, torch.full_like(samples, NOT_A_SAMPLE))
         loss = region_classification_loss(logits, samples)
         optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}")
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return network.eval()

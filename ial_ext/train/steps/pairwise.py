@@ -71,7 +71,7 @@ def train_pairwise(
             gates = _normalized(guidance)
             loss = loss + config.loop.smoothness_weight * smoothness(gates, segments, num_segments)
         optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}")
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return network.eval()
 
 

@@ -41,7 +41,7 @@ def train_unary(
         batch = to_device(next(batches), runtime.device)
         loss = segmentation_loss(model(batch["image"]), batch["target"], class_weights)
         optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}")
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return network.eval()
 
 

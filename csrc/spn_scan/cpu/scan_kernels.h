@@ -20,6 +20,8 @@
 
 #ifdef SPN_CPU_AVX2
 #include <immintrin.h>
+
+#include "../../common/avx2_transpose.h"
 #endif
 
 namespace ial {
@@ -194,38 +196,14 @@ inline int64_t tile_column(const ScanGeometry& geo, int64_t s0, int64_t k) {
 // dst row m (m = 0..7) = column m of the 8x8 block at src. Strides are in
 // elements and may be negative (that reverses the order of the rows).
 inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
-  const __m256 r0 = _mm256_loadu_ps(src + 0 * src_stride);
-  const __m256 r1 = _mm256_loadu_ps(src + 1 * src_stride);
-  const __m256 r2 = _mm256_loadu_ps(src + 2 * src_stride);
-  const __m256 r3 = _mm256_loadu_ps(src + 3 * src_stride);
-  const __m256 r4 = _mm256_loadu_ps(src + 4 * src_stride);
-  const __m256 r5 = _mm256_loadu_ps(src + 5 * src_stride);
-  const __m256 r6 = _mm256_loadu_ps(src + 6 * src_stride);
-  const __m256 r7 = _mm256_loadu_ps(src + 7 * src_stride);
-  const __m256 t0 = _mm256_unpacklo_ps(r0, r1);
-  const __m256 t1 = _mm256_unpackhi_ps(r0, r1);
-  const __m256 t2 = _mm256_unpacklo_ps(r2, r3);
-  const __m256 t3 = _mm256_unpackhi_ps(r2, r3);
-  const __m256 t4 = _mm256_unpacklo_ps(r4, r5);
-  const __m256 t5 = _mm256_unpackhi_ps(r4, r5);
-  const __m256 t6 = _mm256_unpacklo_ps(r6, r7);
-  const __m256 t7 = _mm256_unpackhi_ps(r6, r7);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  _mm256_storeu_ps(dst + 0 * dst_stride, _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_storeu_ps(dst + 1 * dst_stride, _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_storeu_ps(dst + 2 * dst_stride, _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_storeu_ps(dst + 3 * dst_stride, _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_storeu_ps(dst + 4 * dst_stride, _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_storeu_ps(dst + 5 * dst_stride, _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_storeu_ps(dst + 6 * dst_stride, _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_storeu_ps(dst + 7 * dst_stride, _mm256_permute2f128_ps(s3, s7, 0x31));
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm256_loadu_ps(src + i * src_stride);
+  }
+  ial::simd::transpose8x8(r);
+  for (int i = 0; i < 8; ++i) {
+    _mm256_storeu_ps(dst + i * dst_stride, r[i]);
+  }
 }
 
 // A full float tile, 8 rows at a time: two 8x8 blocks per row block. The

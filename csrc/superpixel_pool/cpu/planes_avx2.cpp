@@ -11,6 +11,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define IAL_SP_HAVE_AVX2 1
 #include <immintrin.h>
+
+#include "../../common/avx2_transpose.h"
 #endif
 
 namespace ial {
@@ -32,35 +34,6 @@ bool avx2_available() {
 }
 
 namespace {
-
-// r[i] holds 8 consecutive values of row i; afterwards r[j] holds value j of
-// every row (rows = channels <-> rows = pixels).
-IAL_AVX2_INLINE void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
-  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
-  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
-  const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
-  const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
 
 // Loads pixels [p, p + 8) of the 8 rows; past `pixels` the values are 0.
 IAL_AVX2_INLINE void load_tile(const float* const rows[8], int64_t p, int64_t pixels, __m256 r[8]) {
@@ -104,7 +77,7 @@ IAL_AVX2 void reduce_group_avx2(const float* const rows[kLanes], const RunView& 
     for (int64_t p = begin; p < end; p += 8) {
       __m256 r[8];
       load_tile(rows, p, runs.pixels, r);
-      transpose8(r);
+      simd::transpose8x8(r);  // rows = channels <-> rows = pixels
       for (int i = 1; i < 8; ++i) {
         r[i] = _mm256_add_ps(r[i], r[i - 1]);
       }
@@ -149,7 +122,7 @@ IAL_AVX2 void gather_group_avx2(
       for (int i = 0; i < 8; ++i) {
         r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
       }
-      transpose8(r);
+      simd::transpose8x8(r);  // rows = channels <-> rows = pixels
       for (int i = 0; i < 8; ++i) {
         _mm256_stream_ps(out_rows[i] + p, r[i]);
       }
@@ -161,7 +134,7 @@ IAL_AVX2 void gather_group_avx2(
       for (int i = 0; i < 8; ++i) {
         r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
       }
-      transpose8(r);
+      simd::transpose8x8(r);  // rows = channels <-> rows = pixels
       for (int i = 0; i < valid; ++i) {
         _mm256_storeu_ps(out_rows[i] + p, r[i]);
       }
@@ -174,7 +147,7 @@ IAL_AVX2 void gather_group_avx2(
       const int32_t s = i < have ? slot[p + i] : 0;
       r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(s) * kLanes);
     }
-    transpose8(r);
+    simd::transpose8x8(r);
     alignas(32) float tile[8];
     for (int i = 0; i < valid; ++i) {
       _mm256_store_ps(tile, r[i]);

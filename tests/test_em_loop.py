@@ -110,3 +110,26 @@ def test_two_processes_with_torchrun(tmp_path):
     rows = json.load(open(tmp_path / "table.json"))
     assert stages(rows) == [(0, "seeds"), (1, "unary"), (1, "mined"), (1, "pairwise")]
     assert result.stdout.count("step  stage") == 2  # rank 0 alone printed the table, after steps 0 and 1
+
+
+def test_ial_infer_writes_palette_label_maps(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ial_ext.data import SyntheticDataset
+    from ial_ext.train.inference_cli import infer_images
+
+    run_em(tiny_config(tmp_path / "run", steps=1))
+    images = tmp_path / "images"
+    images.mkdir()
+    sample = SyntheticDataset("val", num_images=1, image_size=40, num_object_classes=3)[0]
+    Image.fromarray(sample["rgb"].numpy()).save(images / "scene.png")
+    written = infer_images(str(step_path(str(tmp_path / "run" / "checkpoints"), 1)), [str(images)],
+                           str(tmp_path / "labels"), device="cpu")
+    assert written == [str(tmp_path / "labels" / "scene.png")]
+    labels = Image.open(written[0])
+    assert labels.mode == "P" and labels.size == (40, 40)
+    assert np.asarray(labels).max() < 4  # background + 3 object classes
+    with pytest.raises(Exception, match="no such image or folder"):
+        infer_images(str(step_path(str(tmp_path / "run" / "checkpoints"), 1)), [str(images / "missing.png")],
+                     str(tmp_path / "labels"))

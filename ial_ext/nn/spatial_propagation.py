@@ -31,6 +31,12 @@ def normalize_gates(gates: Tensor) -> Tensor:
     return (split / scale).view(b, three_c, h, w)
 
 
+def normalize_guidance(guidance: Tensor) -> Tensor:
+    """The gates G the propagation uses: each of the four directions of a (B, 12C, H, W)
+    guidance map normalised by `normalize_gates`."""
+    return torch.cat([normalize_gates(gates) for gates in guidance.chunk(NUM_DIRECTIONS, dim=1)], dim=1)
+
+
 class SpatialPropagation(nn.Module):
     """Refines a probability map with learned directional affinities (SPN).
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
-from PIL import Image
 
 from ..data import VOC_PALETTE, normalize_image
 from .checkpoint import load_segmenter
@@ -14,9 +12,6 @@ from .data_setup import build_datasets
 from .evaluation import validation_miou
 from .runtime import Runtime, pick_device
 from .steps.pairwise import refined_probabilities
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 
 def evaluate_checkpoint(path: str, config: Config, split: str) -> dict:
     unary, pairwise, _ = load_segmenter(path)
@@ -33,23 +28,14 @@ def evaluate_checkpoint(path: str, config: Config, split: str) -> dict:
     return scores
 
 
-def _image_paths(inputs: list[str]) -> list[str]:
-    paths = []
-    for entry in inputs:
-        if os.path.isdir(entry):
-            paths += sorted(
-                os.path.join(entry, name) for name in os.listdir(entry) if name.lower().endswith(IMAGE_SUFFIXES)
-            )
-        elif os.path.isfile(entry):
-            paths.append(entry)
-        else:
-            raise FileNotFoundError(f"no such image or folder: {entry}")
-    return paths
-
-
 @torch.no_grad()
 def infer_images(checkpoint: str, inputs: list[str], output: str, device: str = "auto") -> list[str]:
-    """Writes one palette PNG of labels per image; returns their paths."""
+    """Writes one palette PNG of labels per image; returns their paths. The PyTorch twin of
+    `ial-deploy`, whose image discovery, reading and PNG writing it shares."""
+    from ial_export.deploy import find_images, output_names, read_rgb, save_label_png
+
+    paths = find_images(inputs)
+    names = output_names(paths)
     unary, pairwise, _ = load_segmenter(checkpoint)
     target = pick_device(device, 0)
     unary.to(target)
@@ -58,20 +44,13 @@ def infer_images(checkpoint: str, inputs: list[str], output: str, device: str = 
     os.makedirs(output, exist_ok=True)
     written = []
     runtime = Runtime(device=target)
-    for path in runtime.bar(_image_paths(inputs), desc="infer"):
-        try:
-            rgb = np.asarray(Image.open(path).convert("RGB"))
-        except OSError as error:
-            raise ValueError(f"cannot read image {path}: {error}") from error
-        images = normalize_image(rgb)[None].to(target)
+    for path, name in zip(runtime.bar(paths, desc="infer"), names):
+        images = normalize_image(read_rgb(path))[None].to(target)
         if pairwise is None:
             probabilities = unary(images).softmax(1)
         else:
             probabilities = refined_probabilities(unary, pairwise, images, None)
-        labels = probabilities.argmax(1)[0].to(torch.uint8).cpu().numpy()
-        png = Image.fromarray(labels, mode="P")
-        png.putpalette(np.asarray(VOC_PALETTE, dtype=np.uint8).reshape(-1).tolist())
-        destination = os.path.join(output, os.path.splitext(os.path.basename(path))[0] + ".png")
-        png.save(destination)
+        destination = os.path.join(output, name + ".png")
+        save_label_png(probabilities.argmax(1)[0].cpu().numpy(), VOC_PALETTE, destination)
         written.append(destination)
     return written

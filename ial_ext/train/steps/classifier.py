@@ -11,7 +11,8 @@ from ..optim import PolySGD
 from ..runtime import Runtime
 from ..seeds import seeds_from_cams, upsample_cams
 from ..views import TrainingView
-from .inference import label_maps, to_device
+from .inference import label_maps
+from .iterations import run_iterations
 
 
 def train_classifier(config: Config, runtime: Runtime, dataset: Dataset) -> CAMNetwork:
@@ -24,12 +25,10 @@ def train_classifier(config: Config, runtime: Runtime, dataset: Dataset) -> CAMN
     model.train()
     optimizer = PolySGD(model.parameters(), config.classifier)
     batches = runtime.training_batches(TrainingView(dataset), config.classifier.batch_size, "classifier")
-    progress = runtime.bar(range(config.classifier.iterations), desc="classifier")
-    for _ in progress:
-        batch = to_device(next(batches), runtime.device)
-        loss = classification_loss(model(batch["image"]), batch["class_labels"])
-        optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    run_iterations(
+        runtime, optimizer, batches, "classifier",
+        lambda batch: classification_loss(model(batch["image"]), batch["class_labels"]),
+    )
     return network.eval()
 
 

@@ -22,7 +22,8 @@ from ..optim import PolySGD
 from ..runtime import Runtime
 from ..seeds import IGNORE_INDEX
 from ..views import TrainingView
-from .inference import label_maps, to_device
+from .inference import label_maps
+from .iterations import run_iterations
 
 NOT_A_SAMPLE = -1
 
@@ -123,14 +124,13 @@ def _train_region_network(config, runtime, dataset, unary_labels, superpixels, s
     optimizer = PolySGD(model.parameters(), config.region)
     view = TrainingView(dataset, unary_labels, superpixels, indices=indices)
     batches = runtime.training_batches(view, config.region.batch_size, "region", step, fold)
-    progress = runtime.bar(range(config.region.iterations), desc=f"step {step}: region network")
-    for _ in progress:
-        batch = to_device(next(batches), runtime.device)
+
+    def loss_of(batch: dict) -> Tensor:
         segments = batch["segments"]
         samples = region_samples(batch["target"], segments, dataset.num_classes, config.mining.sample_purity)
         logits, pooled = _region_logits(model, batch["image"], segments, network.pooling_stride)
         samples = torch.where(pooled, samples, torch.full_like(samples, NOT_A_SAMPLE))
-        loss = region_classification_loss(logits, samples)
-        optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        return region_classification_loss(logits, samples)
+
+    run_iterations(runtime, optimizer, batches, f"step {step}: region network", loss_of)
     return network.eval()

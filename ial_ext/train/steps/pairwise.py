@@ -9,14 +9,15 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ...models import PairwiseNetwork, UnaryNetwork
-from ...nn import RegionSmoothnessLoss, normalize_gates
+from ...nn import RegionSmoothnessLoss, normalize_guidance
 from ..config import Config
 from ..losses import refined_map_loss
 from ..optim import PolySGD
 from ..runtime import Runtime
 from ..seeds import IGNORE_INDEX
 from ..views import TrainingView
-from .inference import label_maps, to_device
+from .inference import label_maps
+from .iterations import run_iterations
 from .unary import unary_probabilities
 
 
@@ -58,9 +59,8 @@ def train_pairwise(
     optimizer = PolySGD(model.parameters(), config.pairwise)
     view = TrainingView(dataset, regions, superpixels if use_smoothness else None)
     batches = runtime.training_batches(view, config.pairwise.batch_size, "pairwise", step)
-    progress = runtime.bar(range(config.pairwise.iterations), desc=f"step {step}: pairwise")
-    for _ in progress:
-        batch = to_device(next(batches), runtime.device)
+
+    def loss_of(batch: dict) -> Tensor:
         with torch.no_grad():
             alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
         refined, guidance = model(batch["image"], alpha_u)
@@ -68,16 +68,12 @@ def train_pairwise(
         if use_smoothness:
             segments = batch["segments"]
             num_segments = int(segments.max()) + 1
-            gates = _normalized(guidance)
+            gates = normalize_guidance(guidance)
             loss = loss + config.loop.smoothness_weight * smoothness(gates, segments, num_segments)
-        optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        return loss
+
+    run_iterations(runtime, optimizer, batches, f"step {step}: pairwise", loss_of)
     return network.eval()
-
-
-def _normalized(guidance: Tensor) -> Tensor:
-    """The gates G the propagation actually uses, direction by direction."""
-    return torch.cat([normalize_gates(part) for part in guidance.chunk(4, dim=1)], dim=1)
 
 
 def refined_probabilities(

@@ -12,7 +12,8 @@ from ..losses import balanced_class_weights, mask_absent_classes, segmentation_l
 from ..optim import PolySGD
 from ..runtime import Runtime
 from ..views import TrainingView
-from .inference import label_maps, to_device
+from .inference import label_maps
+from .iterations import run_iterations
 
 
 def train_unary(
@@ -36,12 +37,10 @@ def train_unary(
         class_weights = balanced_class_weights(labels, dataset.num_classes, config.loop.class_balance)
         class_weights = class_weights.to(runtime.device)
     batches = runtime.training_batches(TrainingView(dataset, labels), config.unary.batch_size, "unary", step)
-    progress = runtime.bar(range(config.unary.iterations), desc=f"step {step}: unary")
-    for _ in progress:
-        batch = to_device(next(batches), runtime.device)
-        loss = segmentation_loss(model(batch["image"]), batch["target"], class_weights)
-        optimizer.step(loss)
-        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    run_iterations(
+        runtime, optimizer, batches, f"step {step}: unary",
+        lambda batch: segmentation_loss(model(batch["image"]), batch["target"], class_weights),
+    )
     return network.eval()
 
 

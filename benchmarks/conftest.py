@@ -17,6 +17,24 @@ def device_sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def calls_per_round(device: str) -> int:
+    """How many calls one timed round queues before it synchronises. On CUDA a call is
+    tens of microseconds, about what one host sync costs, so a round queues several
+    and report.py divides by the count (extra_info["calls"])."""
+    return 10 if device == "cuda" else 1
+
+
+def repeated(fn, device: str, calls: int):
+    """A round: `calls` calls of fn, then one device sync."""
+
+    def run():
+        for _ in range(calls):
+            fn()
+        device_sync(device)
+
+    return run
+
+
 def devices():
     found = ["cpu"]
     if torch.cuda.is_available() and ial_ext.built_with_cuda():

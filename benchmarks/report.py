@@ -17,12 +17,17 @@ def load(path):
         return json.load(handle)
 
 
+def seconds_per_call(bench):
+    """A round may queue several calls before its sync (CUDA); the row is per call."""
+    return bench["stats"]["median"] / bench["extra_info"].get("calls", 1)
+
+
 def copy_bandwidth(benchmarks):
     bandwidth = {}
     for bench in benchmarks:
         info = bench["extra_info"]
         if info.get("kind") == "copy":
-            bandwidth[info["device"]] = info["bytes"] / bench["stats"]["median"]
+            bandwidth[info["device"]] = info["bytes"] / seconds_per_call(bench)
     return bandwidth
 
 
@@ -33,7 +38,7 @@ def op_table(benchmarks, bandwidth, kind, ours="ial_ext"):
         if info.get("kind") != kind:
             continue
         key = (info["device"], info["mode"], tuple(info["size"]), info.get("direction", ""), info.get("case", ""))
-        rows[key][info["impl"]] = (bench["stats"]["median"], info["bytes"])
+        rows[key][info["impl"]] = (seconds_per_call(bench), info["bytes"])
     peers = sorted({impl for row in rows.values() for impl in row if impl != ours})
     header = ["device", "mode", "size", "case", "ial_ext ms", "GB/s", "x roofline"]
     for peer in peers:
@@ -45,10 +50,11 @@ def op_table(benchmarks, bandwidth, kind, ours="ial_ext"):
         if ours not in row:
             continue
         seconds, nbytes = row[ours]
-        floor = nbytes / bandwidth[device]
         label = f"dir {direction}" if direction != "" else case
+        # Without a copy row for this device (a filtered run) there is no roofline to compare to.
+        roofline = f"{seconds * bandwidth[device] / nbytes:.2f}" if device in bandwidth else "-"
         cells = [device, mode, "x".join(map(str, size)), label, f"{seconds * 1e3:.2f}",
-                 f"{nbytes / seconds / 1e9:.1f}", f"{seconds / floor:.2f}"]
+                 f"{nbytes / seconds / 1e9:.1f}", roofline]
         for peer in peers:
             if peer in row:
                 cells += [f"{row[peer][0] * 1e3:.2f}", f"{row[peer][0] / seconds:.1f}x"]

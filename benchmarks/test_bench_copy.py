@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from .conftest import device_sync, devices
+from .conftest import calls_per_round, devices, repeated
 
 COPY_BYTES = 256 * 1024 * 1024  # well past the last-level cache
 
@@ -14,8 +14,7 @@ def test_copy_bandwidth(benchmark, device):
 
     def copy():
         dst.copy_(src)
-        device_sync(device)
 
     benchmark.group = f"copy {device}"
-    benchmark.extra_info.update(kind="copy", device=device, bytes=2 * COPY_BYTES)
-    benchmark.pedantic(copy, rounds=20, warmup_rounds=2)
+    benchmark.extra_info.update(kind="copy", device=device, bytes=2 * COPY_BYTES, calls=calls_per_round(device))
+    benchmark.pedantic(repeated(copy, device, calls_per_round(device)), rounds=20, warmup_rounds=2)

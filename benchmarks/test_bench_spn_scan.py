@@ -9,7 +9,7 @@ import torch
 
 from ial_ext.ops import spn_scan, spn_scan_reference
 
-from .conftest import device_sync, devices
+from .conftest import calls_per_round, devices, repeated
 
 SIZES = [(2, 21, 128, 128), (4, 21, 321, 321)]
 VALUES_MOVED = {"forward": 5, "forward+backward": 15}
@@ -34,23 +34,24 @@ def test_spn_scan(benchmark, impl, mode, direction, size, device):
     gates = (torch.rand(b, 3 * c, h, w, generator=generator) / 3).to(device)
     grad = torch.randn(size, generator=generator).to(device)
     fn = IMPLEMENTATIONS[impl]
+    # The loop launches thousands of small ops per call: one call per round is plenty.
+    loop = impl == "torch loop"
+    calls = 1 if loop else calls_per_round(device)
+    rounds = 3 if loop and h * w > 128 * 128 else 15
     if mode == "forward":
-        def run():
+        def call():
             with torch.no_grad():
                 fn(x, gates, direction)
-            device_sync(device)
     else:
         x.requires_grad_()
         gates.requires_grad_()
 
-        def run():
+        def call():
             torch.autograd.grad(fn(x, gates, direction), (x, gates), grad)
-            device_sync(device)
 
     benchmark.group = f"spn_scan {mode} {'x'.join(map(str, size))} dir{direction} {device}"
     benchmark.extra_info.update(
         kind="spn_scan", impl=impl, mode=mode, direction=direction, size=list(size), device=device,
-        bytes=VALUES_MOVED[mode] * x.numel() * x.element_size(),
+        bytes=VALUES_MOVED[mode] * x.numel() * x.element_size(), calls=calls,
     )
-    slow = impl == "torch loop" and device == "cpu" and h * w > 128 * 128
-    benchmark.pedantic(run, rounds=3 if slow else 15, warmup_rounds=1)
+    benchmark.pedantic(repeated(call, device, calls), rounds=rounds, warmup_rounds=1)

@@ -27,7 +27,7 @@ from ial_ext.ops import (
     superpixel_unpool_reference,
 )
 
-from .conftest import device_sync, devices
+from .conftest import calls_per_round, devices, repeated
 
 try:
     import torch_scatter
@@ -136,16 +136,14 @@ def test_superpixel_pool(benchmark, impl, op, mode, size, device):
     else:
         source, grad_out, fn = table, image, UNPOOL[impl]
     if mode == "forward":
-        def run():
+        def call():
             with torch.no_grad():
                 fn(source, labels, k)
-            device_sync(device)
     else:
         source.requires_grad_()
 
-        def run():
+        def call():
             torch.autograd.grad(fn(source, labels, k), source, grad_out)
-            device_sync(device)
 
     # Forward: read the source and the labels, write the result; the backward
     # moves the same amounts the other way.
@@ -153,7 +151,7 @@ def test_superpixel_pool(benchmark, impl, op, mode, size, device):
     benchmark.group = f"{op} {mode} {'x'.join(map(str, size))} {device}"
     benchmark.extra_info.update(
         kind=op, impl=impl, mode=mode, size=list(size[:4]), case=f"K={k}", device=device,
-        bytes=one_way * (1 if mode == "forward" else 2),
+        bytes=one_way * (1 if mode == "forward" else 2), calls=calls_per_round(device),
     )
     slow = impl != "ial_ext" and device == "cpu" and h * w > 128 * 128
-    benchmark.pedantic(run, rounds=5 if slow else 20, warmup_rounds=1)
+    benchmark.pedantic(repeated(call, device, calls_per_round(device)), rounds=5 if slow else 20, warmup_rounds=1)

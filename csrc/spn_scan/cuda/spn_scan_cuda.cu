@@ -293,9 +293,12 @@ LaunchShape launch_shape(int64_t cross, int tiles, int lines, int device) {
       return {tile, threads, smem};
     }
   }
+  const size_t per_position = lines * sizeof(acc_t) + 2 * tiles * sizeof(scalar_t);
   TORCH_CHECK(
-      false, "spn_scan: a line of ", cross, " positions does not fit in the ", smem_limit,
-      " bytes of shared memory of this GPU");
+      false, "spn_scan: a line of ", cross, " positions needs ", per_position * cross,
+      " bytes of shared memory in this dtype (", per_position, " per position) but this GPU has ",
+      smem_limit, "; lines up to ", smem_limit / per_position,
+      " positions fit (float32 takes about half of float64)");
   return {};
 }
 

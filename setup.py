@@ -34,10 +34,13 @@ def _extension():
     # setuptools wants paths relative to this file; torch picks the C++ standard.
     os.chdir(os.path.dirname(os.path.abspath(__file__)))
     sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
-    cxx_flags = ["-O3"]
+    # at::parallel_for is a header template: without OpenMP in this compilation it
+    # silently runs on one thread, whatever torch.set_num_threads says.
+    cxx_flags = ["-O3", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     if not _want_cuda():
         return cpp_extension.CppExtension(
-            "ial_ext._C", sources, extra_compile_args={"cxx": cxx_flags}
+            "ial_ext._C", sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags
         )
     sources += sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
     return cpp_extension.CUDAExtension(
@@ -46,8 +49,9 @@ def _extension():
         define_macros=[("IAL_WITH_CUDA", None)],
         extra_compile_args={
             "cxx": cxx_flags,
-            "nvcc": ["-O3", "-lineinfo"],
+            "nvcc": ["-O3", "-lineinfo", "-Xcompiler", "-fopenmp"],
         },
+        extra_link_args=link_flags,
     )
 
 

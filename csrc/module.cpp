@@ -1,6 +1,13 @@
 // The Python module `ial_ext._C`. Importing it runs the static TORCH_LIBRARY
 // registrations of every op; the module itself only reports how it was built.
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
+
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/output_memory.h"
 
 namespace {
 
@@ -12,10 +19,28 @@ bool built_with_cuda() {
 #endif
 }
 
+// How many threads at::parallel_for spreads `items` over: the CPU kernels are
+// only parallel if this build compiled ATen's parallel templates with OpenMP.
+int64_t threads_used_by_parallel_for(int64_t items) {
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  at::parallel_for(0, items, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mutex);
+    threads.insert(std::this_thread::get_id());
+  });
+  return static_cast<int64_t>(threads.size());
+}
+
 } // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "Compiled kernels of ial_ext (ops are registered under torch.ops.ial).";
   m.def("built_with_cuda", &built_with_cuda, "True when the CUDA kernels were compiled in.");
+  m.def(
+      "release_output_cache", &ial::common::release_output_cache,
+      "Frees the cached blocks of large CPU op outputs; returns the bytes given back.");
+  m.def(
+      "threads_used_by_parallel_for", &threads_used_by_parallel_for,
+      "How many threads the CPU kernels' parallel loops use for this many work items.");
   m.attr("torch_version") = TORCH_VERSION;
 }

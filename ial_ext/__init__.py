@@ -25,4 +25,13 @@ def built_with_cuda() -> bool:
     return _C.built_with_cuda()
 
 
-__all__ = ["ops", "nn", "built_with_cuda", "__version__"]
+def release_output_cache() -> int:
+    """Frees the blocks kept for reuse by large CPU op outputs; returns the bytes freed.
+
+    CPU ops take outputs of 8 MiB and more from a cache of blocks that earlier outputs
+    freed, which spares the OS clearing fresh pages on every call. The cache holds at
+    most IAL_EXT_OUTPUT_CACHE_MB MiB of free blocks (default 1024; 0 turns it off)."""
+    return _C.release_output_cache()
+
+
+__all__ = ["ops", "nn", "built_with_cuda", "release_output_cache", "__version__"]

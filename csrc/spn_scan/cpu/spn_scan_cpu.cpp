@@ -2,7 +2,7 @@
 // planes (one per batch item and channel) across threads. The per-plane
 // kernels live in scan_kernels.h, compiled per instruction set.
 #include "../spn_scan.h"
-#include "output_memory.h"
+#include "../../common/output_memory.h"
 #include "scan_kernels_api.h"
 
 #include <ATen/Dispatch.h>
@@ -45,7 +45,7 @@ cpu::PlaneInputs<T> plane_inputs(const T* x, const T* gates, const ScanGeometry&
 
 template <typename T>
 at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const ScanGeometry& geo) {
-  at::Tensor h = cpu::empty_output(x.sizes(), x.options());
+  at::Tensor h = common::empty_output(x.sizes(), x.options());
   const T* xd = x.const_data_ptr<T>();
   const T* gd = gates.const_data_ptr<T>();
   T* hd = h.mutable_data_ptr<T>();
@@ -66,8 +66,8 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
     const at::Tensor& gates,
     const at::Tensor& h,
     const ScanGeometry& geo) {
-  at::Tensor grad_x = cpu::empty_output(x.sizes(), x.options());
-  at::Tensor grad_gates = cpu::empty_output(gates.sizes(), gates.options());
+  at::Tensor grad_x = common::empty_output(x.sizes(), x.options());
+  at::Tensor grad_gates = common::empty_output(gates.sizes(), gates.options());
   const T* gd = grad_h.const_data_ptr<T>();
   const T* xd = x.const_data_ptr<T>();
   const T* gatesd = gates.const_data_ptr<T>();

@@ -24,6 +24,7 @@
 // segments keep full float32 precision; the AVX2 path sums at most 64 pixels
 // in float first).
 #include "../superpixel_pool.h"
+#include "../../common/output_memory.h"
 #include "planes_avx2.h"
 
 #include <ATen/Dispatch.h>
@@ -352,7 +353,7 @@ at::Tensor reduce_kernel(const at::Tensor& x, const SegmentIndex& index, const P
 // the segment's count when `mean` (the gradient of the mean).
 template <typename T>
 at::Tensor gather_kernel(const at::Tensor& src, const SegmentIndex& index, const PoolGeometry& geo, bool mean) {
-  at::Tensor out = at::empty({geo.batch, geo.channels, geo.height, geo.width}, src.options());
+  at::Tensor out = common::empty_output({geo.batch, geo.channels, geo.height, geo.width}, src.options());
   if constexpr (std::is_same_v<T, float>) {
     if (geo.channels > 0 && geo.pixels() > 0 && cpu::avx2_available()) {
       gather_kernel_avx2(src, index, geo, mean, out);

@@ -6,6 +6,7 @@ them. TORCH_CUDA_ARCH_LIST picks the GPU architectures as usual for torch.
 """
 import glob
 import os
+import sys
 
 from setuptools import find_packages, setup
 from torch.utils import cpp_extension
@@ -30,14 +31,23 @@ def _want_cuda() -> bool:
     return available
 
 
+def _openmp_flags() -> list:
+    """at::parallel_for is a header template: compiled without OpenMP it silently runs
+    on one thread, whatever torch.set_num_threads says. GCC/Clang spelling, Linux only."""
+    import torch
+
+    if not sys.platform.startswith("linux") or "OpenMP" not in torch.__config__.parallel_info():
+        return []
+    return ["-fopenmp"]
+
+
 def _extension():
     # setuptools wants paths relative to this file; torch picks the C++ standard.
     os.chdir(os.path.dirname(os.path.abspath(__file__)))
     sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
-    # at::parallel_for is a header template: without OpenMP in this compilation it
-    # silently runs on one thread, whatever torch.set_num_threads says.
-    cxx_flags = ["-O3", "-fopenmp"]
-    link_flags = ["-fopenmp"]
+    openmp = _openmp_flags()
+    cxx_flags = ["-O3"] + openmp
+    link_flags = openmp
     if not _want_cuda():
         return cpp_extension.CppExtension(
             "ial_ext._C", sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags
@@ -49,7 +59,7 @@ def _extension():
         define_macros=[("IAL_WITH_CUDA", None)],
         extra_compile_args={
             "cxx": cxx_flags,
-            "nvcc": ["-O3", "-lineinfo", "-Xcompiler", "-fopenmp"],
+            "nvcc": ["-O3", "-lineinfo"] + [f"-Xcompiler={flag}" for flag in openmp],
         },
         extra_link_args=link_flags,
     )

@@ -16,6 +16,10 @@ from ial_ext.ops import spn_scan, superpixel_unpool
 LARGE = (4, 8, 256, 256)
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or "OpenMP" not in torch.__config__.parallel_info(),
+    reason="setup.py enables OpenMP for Linux builds against an OpenMP torch",
+)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_parallel_loops_use_torch_threads(threads):
     previous = torch.get_num_threads()

@@ -16,5 +16,6 @@ def test_copy_bandwidth(benchmark, device):
         dst.copy_(src)
 
     benchmark.group = f"copy {device}"
-    benchmark.extra_info.update(kind="copy", device=device, bytes=2 * COPY_BYTES, calls=calls_per_round(device))
-    benchmark.pedantic(repeated(copy, device, calls_per_round(device)), rounds=20, warmup_rounds=2)
+    calls = calls_per_round(device)
+    benchmark.extra_info.update(kind="copy", device=device, bytes=2 * COPY_BYTES, calls=calls)
+    benchmark.pedantic(repeated(copy, device, calls), rounds=20, warmup_rounds=2)

@@ -148,10 +148,11 @@ def test_superpixel_pool(benchmark, impl, op, mode, size, device):
     # Forward: read the source and the labels, write the result; the backward
     # moves the same amounts the other way.
     one_way = image.numel() * 4 + table.numel() * 4 + labels.numel() * 8
+    calls = calls_per_round(device)
     benchmark.group = f"{op} {mode} {'x'.join(map(str, size))} {device}"
     benchmark.extra_info.update(
         kind=op, impl=impl, mode=mode, size=list(size[:4]), case=f"K={k}", device=device,
-        bytes=one_way * (1 if mode == "forward" else 2), calls=calls_per_round(device),
+        bytes=one_way * (1 if mode == "forward" else 2), calls=calls,
     )
     slow = impl != "ial_ext" and device == "cpu" and h * w > 128 * 128
-    benchmark.pedantic(repeated(call, device, calls_per_round(device)), rounds=5 if slow else 20, warmup_rounds=1)
+    benchmark.pedantic(repeated(call, device, calls), rounds=5 if slow else 20, warmup_rounds=1)

@@ -4,6 +4,7 @@
 #include <ATen/ops/empty.h>
 #include <c10/core/Allocator.h>
 #include <c10/util/Exception.h>
+#include <c10/util/accumulate.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -133,10 +134,7 @@ class CachingOutputAllocator final : public c10::Allocator {
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
   const auto dtype = c10::typeMetaToScalarType(options.dtype());
-  size_t bytes = c10::elementSize(dtype);
-  for (const int64_t size : sizes) {
-    bytes *= static_cast<size_t>(size);
-  }
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) * c10::elementSize(dtype);
   if (bytes < kMinCachedBytes) {
     return at::empty(sizes, options);
   }

@@ -11,13 +11,19 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
 
-# The CUDA compile check: nvcc on every csrc/**/*.cu against the installed torch's
-# headers, for Hopper unless TORCH_CUDA_ARCH_LIST says otherwise. It needs nvcc but
-# neither a GPU nor a (multi-GB) CUDA build of torch.
+# CUDA checks, for Hopper unless TORCH_CUDA_ARCH_LIST says otherwise; neither needs a GPU.
+#   cuda-compile  nvcc on every csrc/**/*.cu against the installed (CPU) torch's headers:
+#                 seconds, no CUDA torch needed.
+#   cuda-check    that, then the whole extension built against a CUDA build of torch in
+#                 its own environment (about 5.5 GB), linked and imported.
+CUDA_VENV ?= .venv-cuda
+CUDA_TORCH_SPEC ?= torch==2.14.1
+CUDA_VENV_MIN_FREE_GB ?= 7
 CUDA_HOME ?= /usr/local/cuda
 TORCH_CUDA_ARCH_LIST ?= 9.0
+CUDA_BUILD_DIR := .build-cuda
 
-.PHONY: demo test bench cuda-check clean
+.PHONY: demo test bench cuda-compile cuda-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +49,27 @@ bench: $(VENV)/.built
 	$(BIN)/python -m pytest benchmarks --benchmark-json=benchmarks/results.json
 	$(BIN)/python benchmarks/report.py benchmarks/results.json
 
-cuda-check: $(VENV)/.deps
+cuda-compile: $(VENV)/.deps
 	CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(BIN)/python .ci/compile_cuda.py
 
+cuda-check: cuda-compile
+	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
+	@$(CUDA_VENV)/bin/python -c "import torch; assert torch.version.cuda" 2>/dev/null || { \
+		free_gb=$$(df -Pk $(CUDA_VENV) | awk 'NR == 2 { print int($$4 / 1048576) }'); \
+		if [ "$$free_gb" -lt $(CUDA_VENV_MIN_FREE_GB) ]; then \
+			echo "cuda-check: $(CUDA_TORCH_SPEC) needs about $(CUDA_VENV_MIN_FREE_GB) GB free in $(CUDA_VENV), $$free_gb GB are" >&2; \
+			exit 1; \
+		fi; \
+		echo "$(CUDA_VENV)/bin/pip install --no-cache-dir $(CUDA_TORCH_SPEC) numpy"; \
+		$(CUDA_VENV)/bin/pip install --no-cache-dir "$(CUDA_TORCH_SPEC)" numpy; }
+	$(CUDA_VENV)/bin/pip install --no-cache-dir setuptools wheel pybind11 ninja
+	rm -rf $(CUDA_BUILD_DIR) && mkdir -p $(CUDA_BUILD_DIR)/src
+	git ls-files -co --exclude-standard | tar -T - -cf - | tar -xf - -C $(CUDA_BUILD_DIR)/src
+	cd $(CUDA_BUILD_DIR)/src && CUDA_HOME=$(CUDA_HOME) IAL_EXT_CUDA=1 \
+		TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" MAX_JOBS=2 \
+		$(abspath $(CUDA_VENV))/bin/pip wheel --no-build-isolation --no-deps -w ../dist .
+	$(CUDA_VENV)/bin/pip install --no-deps --force-reinstall $(CUDA_BUILD_DIR)/dist/*.whl
+	cd $(CUDA_BUILD_DIR) && $(abspath $(CUDA_VENV))/bin/python $(abspath .ci/check_cuda_build.py)
+
 clean:
-	rm -rf build ial_ext/*.so $(VENV)/.built
+	rm -rf build $(CUDA_BUILD_DIR) ial_ext/*.so $(VENV)/.built

@@ -1,10 +1,10 @@
 """Compiles every CUDA source in csrc/ with nvcc against the installed torch's headers.
 
 A CPU build of torch ships the ATen/c10 CUDA headers but not the CUDA libraries, so
-this proves the kernels compile (to SASS for TORCH_CUDA_ARCH_LIST, default 9.0) on a
-machine without a GPU or a multi-GB CUDA torch; linking and running them is
-benchmarks/gpu_run.sh's job on a GPU machine. The flags are the ones torch's
-BuildExtension gives nvcc, so what compiles here compiles in setup.py.
+this proves in seconds that the kernels compile (to SASS for TORCH_CUDA_ARCH_LIST,
+default 9.0) on a machine without a GPU or a multi-GB CUDA torch. Linking is
+`make cuda-check`'s next step, running them benchmarks/gpu_run.sh's on a GPU machine.
+The flags mirror those torch's BuildExtension gives nvcc in setup.py.
 """
 import os
 import re

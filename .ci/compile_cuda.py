@@ -65,16 +65,16 @@ def nvcc_command(nvcc: str, home: Path, shim: Path, source: Path, obj: Path) -> 
 
 
 def compiled_kernels(ptxas_report: str) -> list:
-    """(kernel, architecture, registers) for each entry function ptxas compiled to SASS:
+    """[architecture, registers] for each entry function ptxas compiled to SASS:
     a source without any has compiled no device code."""
     kernels = []
     for line in ptxas_report.splitlines():
-        entry = re.search(r"Compiling entry function '(\S+)' for '(sm_\w+)'", line)
+        entry = re.search(r"Compiling entry function '\S+' for '(sm_\w+)'", line)
         if entry:
-            kernels.append([entry.group(1), entry.group(2), None])
+            kernels.append([entry.group(1), None])
         registers = re.search(r"Used (\d+) registers", line)
-        if registers and kernels and kernels[-1][2] is None:
-            kernels[-1][2] = int(registers.group(1))
+        if registers and kernels and kernels[-1][1] is None:
+            kernels[-1][1] = int(registers.group(1))
     return kernels
 
 
@@ -97,10 +97,10 @@ def main() -> None:
             kernels = compiled_kernels(compiled.stdout + compiled.stderr)
             if not kernels:
                 sys.exit(f"{source.relative_to(ROOT)} compiled without any device kernel")
-            registers = sorted(count for _, _, count in kernels if count is not None)
+            registers = sorted(count for _, count in kernels if count is not None)
             register_range = f"{registers[0]}-{registers[-1]} registers" if registers else "registers unreported"
             print(f"  {source.relative_to(ROOT)}: {len(kernels)} kernels for "
-                  f"{', '.join(sorted({arch for _, arch, _ in kernels}))}, {register_range}, "
+                  f"{', '.join(sorted({arch for arch, _ in kernels}))}, {register_range}, "
                   f"{obj.stat().st_size // 1024} KiB")
     print(f"CUDA compile OK: {len(sources)} sources")
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -40,3 +42,11 @@ def devices():
     if torch.cuda.is_available() and ial_ext.built_with_cuda():
         found.append("cuda")
     return found
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """What the CPU rows depend on, recorded in the JSON beside pytest-benchmark's CPU name."""
+    info = ial_ext.cpu_info()
+    info["output_cache"] = f"IAL_EXT_OUTPUT_CACHE_MB={os.environ.get('IAL_EXT_OUTPUT_CACHE_MB', '0 (off)')}"
+    info["allocator"] = os.environ.get("LD_PRELOAD", "glibc malloc")
+    machine_info["ial_ext_cpu"] = info

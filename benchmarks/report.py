@@ -50,7 +50,7 @@ def op_table(benchmarks, bandwidth, kind, ours="ial_ext"):
         if ours not in row:
             continue
         seconds, nbytes = row[ours]
-        label = f"dir {direction}" if direction != "" else case
+        label = case or f"dir {direction}"
         # Without a copy row for this device (a filtered run) there is no roofline to compare to.
         roofline = f"{seconds * bandwidth[device] / nbytes:.2f}" if device in bandwidth else "-"
         cells = [device, mode, "x".join(map(str, size)), label, f"{seconds * 1e3:.2f}",
@@ -71,6 +71,12 @@ def main(path):
     machine = data.get("machine_info", {})
     print(f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}, "
           f"torch threads per the run's conftest; run at {data.get('datetime', '?')}")
+    kernels = machine.get("ial_ext_cpu")
+    if kernels:
+        print(f"CPU kernels: {kernels['isa']} dispatch; caches (from {kernels['cache_source']}): "
+              f"L1d {kernels['l1d_bytes'] >> 10} KiB, L2 {kernels['l2_bytes'] >> 10} KiB per core, "
+              f"L3 {kernels['l3_bytes'] >> 20} MiB shared by {kernels['l3_shared_by']} CPUs; "
+              f"output cache {kernels['output_cache']}")
     for device, value in sorted(bandwidth.items()):
         print(f"\nCopy bandwidth ({device}, read + write): {value / 1e9:.1f} GB/s")
     kinds = sorted({b["extra_info"].get("kind") for b in benchmarks} - {"copy", None})

@@ -9,8 +9,10 @@ Peers, measured in the same run on the same inputs:
   the small size (at 8 x 321 x 321 x 300 the one-hot alone is 1 GB);
 - "torch_scatter": torch_scatter.scatter_mean / gather, when importable.
 
-Labels are superpixel-like: the Voronoi cells of K jittered grid points (compact
-regions with irregular borders, every id present).
+Labels (benchmarks/superpixel_labels.py): Voronoi cells of K jittered grid points for
+every peer; for ial_ext also SLIC and Felzenszwalb superpixels of scikit-image's sample
+photos and uniformly random ids, and forward+backward with an expanded (stride-0)
+gradient, what a ``.sum()`` loss sends back.
 
 Bytes that must move (the roofline numerator): pool forward reads x and the
 labels and writes (B, K, C); its backward reads the (B, K, C) gradient and the
@@ -28,30 +30,26 @@ from ial_ext.ops import (
 )
 
 from .conftest import calls_per_round, devices, repeated
+from .superpixel_labels import make_labels
 
 try:
     import torch_scatter
 except ImportError:  # does not build offline here; see RESULTS.md
     torch_scatter = None
 
-# (B, C, H, W, K)
-SIZES = [(4, 256, 80, 80, 500), (8, 21, 321, 321, 300)]
+# (B, C, H, W, K); K is the target count of the Voronoi, SLIC and random labels.
+SIZES = [(4, 256, 80, 80, 400), (8, 21, 321, 321, 300)]
+LABELS = ["voronoi", "slic", "felzenszwalb", "random"]
+GRADIENTS = ["dense", "expanded"]
+_LABEL_CACHE = {}
+
+
+def labels_for(kind, b, h, w, k):
+    key = (kind, b, h, w, k)
+    if key not in _LABEL_CACHE:
+        _LABEL_CACHE[key] = make_labels(kind, b, h, w, k)
+    return _LABEL_CACHE[key]
 ONE_HOT_MAX_BYTES = 256 * 1024 * 1024
-
-
-def voronoi_labels(b, h, w, k, seed=0):
-    """(B, H, W) int64: each pixel takes its nearest of K jittered grid points."""
-    generator = torch.Generator().manual_seed(seed)
-    rows = max(1, round((k * h / w) ** 0.5))
-    cols = -(-k // rows)
-    grid = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij"), -1).reshape(-1, 2)[:k]
-    cell = torch.tensor([h / rows, w / cols])
-    labels = []
-    pixels = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2).float()
-    for _ in range(b):
-        seeds = (grid + torch.rand(k, 2, generator=generator)) * cell
-        labels.append(torch.cdist(pixels, seeds).argmin(dim=1).view(h, w))
-    return torch.stack(labels)
 
 
 def pool_scatter_reduce(x, labels, k):
@@ -106,8 +104,12 @@ UNPOOL = {
 }
 
 
-def skip_reason(impl, op, size):
+def skip_reason(impl, op, size, labels, gradient, mode):
     b, c, h, w, k = size
+    if (labels != "voronoi" or gradient != "dense") and impl != "ial_ext":
+        return "the peers are timed on the Voronoi labels with a dense gradient"
+    if gradient == "expanded" and mode == "forward":
+        return "no gradient in a forward"
     if impl not in (POOL if op == "superpixel_pool" else UNPOOL):
         return f"no {impl} version of {op} (torch_scatter has no gather; a user calls torch.gather)"
     if impl == "torch_scatter" and torch_scatter is None:
@@ -120,15 +122,18 @@ def skip_reason(impl, op, size):
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("size", SIZES, ids=["x".join(map(str, s)) for s in SIZES])
 @pytest.mark.parametrize("mode", ["forward", "forward+backward"])
+@pytest.mark.parametrize("gradient", GRADIENTS)
+@pytest.mark.parametrize("label_kind", LABELS)
 @pytest.mark.parametrize("op", ["superpixel_pool", "superpixel_unpool"])
 @pytest.mark.parametrize("impl", list(POOL))
-def test_superpixel_pool(benchmark, impl, op, mode, size, device):
-    reason = skip_reason(impl, op, size)
+def test_superpixel_pool(benchmark, impl, op, label_kind, gradient, mode, size, device):
+    reason = skip_reason(impl, op, size, label_kind, gradient, mode)
     if reason:
         pytest.skip(reason)
-    b, c, h, w, k = size
+    b, c, h, w, _ = size
     generator = torch.Generator().manual_seed(0)
-    labels = voronoi_labels(b, h, w, k).to(device)
+    labels, k = labels_for(label_kind, b, h, w, size[4])
+    labels = labels.to(device)
     image = torch.randn(b, c, h, w, generator=generator).to(device)
     table = torch.randn(b, k, c, generator=generator).to(device)
     if op == "superpixel_pool":
@@ -139,6 +144,11 @@ def test_superpixel_pool(benchmark, impl, op, mode, size, device):
         def call():
             with torch.no_grad():
                 fn(source, labels, k)
+    elif gradient == "expanded":
+        source.requires_grad_()
+
+        def call():
+            torch.autograd.grad(fn(source, labels, k).sum(), source)
     else:
         source.requires_grad_()
 
@@ -149,9 +159,10 @@ def test_superpixel_pool(benchmark, impl, op, mode, size, device):
     # moves the same amounts the other way.
     one_way = image.numel() * 4 + table.numel() * 4 + labels.numel() * 8
     calls = calls_per_round(device)
-    benchmark.group = f"{op} {mode} {'x'.join(map(str, size))} {device}"
+    benchmark.group = f"{op} {mode} {'x'.join(map(str, size))} {label_kind} {gradient} {device}"
+    case = f"{label_kind} K={k}" + (", expanded grad" if gradient == "expanded" else "")
     benchmark.extra_info.update(
-        kind=op, impl=impl, mode=mode, size=list(size[:4]), case=f"K={k}", device=device,
+        kind=op, impl=impl, mode=mode, size=list(size[:4]), case=case, device=device,
         bytes=one_way * (1 if mode == "forward" else 2), calls=calls,
     )
     slow = impl != "ial_ext" and device == "cpu" and h * w > 128 * 128

@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "common/cpu_features.h"
 #include "common/output_memory.h"
 
 namespace {
@@ -31,6 +32,18 @@ int64_t threads_used_by_parallel_for(int64_t items) {
   return static_cast<int64_t>(threads.size());
 }
 
+pybind11::dict cpu_info() {
+  const auto& caches = ial::cpu::cache_sizes();
+  pybind11::dict info;
+  info["isa"] = ial::cpu::isa_name(ial::cpu::active_isa());
+  info["l1d_bytes"] = caches.l1d;
+  info["l2_bytes"] = caches.l2;
+  info["l3_bytes"] = caches.l3;
+  info["l3_shared_by"] = caches.l3_share;
+  info["cache_source"] = caches.source;
+  return info;
+}
+
 } // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -42,5 +55,8 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "threads_used_by_parallel_for", &threads_used_by_parallel_for,
       "How many threads the CPU kernels' parallel loops use for this many work items.");
+  m.def(
+      "cpu_info", &cpu_info,
+      "The instruction set the CPU kernels run (after ATEN_CPU_CAPABILITY) and the cache sizes they tile for.");
   m.attr("torch_version") = TORCH_VERSION;
 }

@@ -28,10 +28,16 @@ def built_with_cuda() -> bool:
 def release_output_cache() -> int:
     """Frees the blocks kept for reuse by large CPU op outputs; returns the bytes freed.
 
-    CPU ops take outputs of 8 MiB and more from a cache of blocks that earlier outputs
-    freed, which spares the OS clearing fresh pages on every call. The cache holds at
-    most IAL_EXT_OUTPUT_CACHE_MB MiB of free blocks (default 1024; 0 turns it off)."""
+    With IAL_EXT_OUTPUT_CACHE_MB set above 0 (it is off by default), CPU ops take
+    outputs of 8 MiB and more from a cache of up to that many MiB of blocks that earlier
+    outputs freed, which spares the OS clearing fresh pages on every call."""
     return _C.release_output_cache()
 
 
-__all__ = ["ops", "nn", "built_with_cuda", "release_output_cache", "__version__"]
+def cpu_info() -> dict:
+    """What the CPU kernels run on: ``isa`` ("avx512", "avx2" or "default", after torch's
+    ATEN_CPU_CAPABILITY) and the cache sizes their tiling follows (bytes)."""
+    return dict(_C.cpu_info())
+
+
+__all__ = ["ops", "nn", "built_with_cuda", "cpu_info", "release_output_cache", "__version__"]

@@ -1,5 +1,6 @@
-"""The CPU kernels' runtime: parallel loops really use torch's threads, and large outputs
-come from the output cache (ial_ext.release_output_cache)."""
+"""The CPU kernels' runtime: parallel loops really use torch's threads, one CPU-feature
+dispatch that follows ATEN_CPU_CAPABILITY, the cache sizes the tiling reads, and the
+opt-in output cache (IAL_EXT_OUTPUT_CACHE_MB, ial_ext.release_output_cache)."""
 import os
 import subprocess
 import sys
@@ -30,22 +31,35 @@ def test_parallel_loops_use_torch_threads(threads):
         torch.set_num_threads(previous)
 
 
-def test_a_freed_large_output_is_reused_and_released():
-    ial_ext.release_output_cache()
+def test_the_output_cache_is_off_by_default():
     b, c, h, w = LARGE
-    x = torch.randn(LARGE)
-    gates = torch.rand(b, 3 * c, h, w) / 3
     with torch.no_grad():
-        first = spn_scan(x, gates, 0)
-        address = first.data_ptr()
-        expected = first.clone()
-        del first
-        again = spn_scan(x, gates, 0)
-    assert again.data_ptr() == address
-    torch.testing.assert_close(again, expected, rtol=0, atol=0)
-    del again
-    assert ial_ext.release_output_cache() >= x.numel() * 4
+        out = spn_scan(torch.randn(LARGE), torch.rand(b, 3 * c, h, w) / 3, 0)
+    del out
     assert ial_ext.release_output_cache() == 0
+
+
+def test_a_freed_large_output_is_reused_and_released():
+    result = _run(
+        f"""
+        import torch, ial_ext
+        from ial_ext.ops import spn_scan
+        b, c, h, w = {LARGE}
+        x, gates = torch.randn(b, c, h, w), torch.rand(b, 3 * c, h, w) / 3
+        with torch.no_grad():
+            first = spn_scan(x, gates, 0)
+            address, expected = first.data_ptr(), first.clone()
+            del first
+            again = spn_scan(x, gates, 0)
+        assert again.data_ptr() == address
+        torch.testing.assert_close(again, expected, rtol=0, atol=0)
+        del again
+        assert ial_ext.release_output_cache() >= x.numel() * 4
+        assert ial_ext.release_output_cache() == 0
+        """,
+        IAL_EXT_OUTPUT_CACHE_MB="1024",
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_cached_outputs_are_ordinary_tensors():
@@ -64,21 +78,6 @@ def _run(script, **env):
     )
 
 
-def test_cache_off_frees_outputs():
-    script = f"""
-        import torch, ial_ext
-        from ial_ext.ops import spn_scan
-        b, c, h, w = {LARGE}
-        x, g = torch.randn(b, c, h, w), torch.rand(b, 3 * c, h, w) / 3
-        out = spn_scan(x, g, 0)
-        del out
-        print(ial_ext.release_output_cache())
-        """
-    result = _run(script, IAL_EXT_OUTPUT_CACHE_MB="0")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "0"
-
-
 def test_bad_cache_setting_is_a_clear_error():
     result = _run(
         """
@@ -90,3 +89,37 @@ def test_bad_cache_setting_is_a_clear_error():
     )
     assert result.returncode != 0
     assert "IAL_EXT_OUTPUT_CACHE_MB must be a whole number of MiB" in result.stderr
+
+
+def test_cpu_info_reports_the_isa_and_the_caches():
+    info = ial_ext.cpu_info()
+    assert info["isa"] in ("default", "avx2", "avx512")
+    assert 0 < info["l1d_bytes"] <= info["l2_bytes"] <= info["l3_bytes"]
+
+
+def test_aten_cpu_capability_default_forces_the_portable_kernels():
+    """ATEN_CPU_CAPABILITY caps ial_ext's kernels as it caps ATen's, and the portable
+    kernels give the results of the SIMD ones (to rounding)."""
+    script = """
+        import torch, ial_ext
+        from ial_ext.ops import spn_scan, superpixel_pool, superpixel_unpool
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 9, 37, 41, generator=g)
+        gates = torch.rand(2, 27, 37, 41, generator=g) / 3
+        labels = torch.randint(-1, 30, (2, 37, 41), generator=g)
+        outs = [spn_scan(x, gates, d) for d in range(4)]
+        outs.append(superpixel_pool(x, labels, 30))
+        outs.append(superpixel_unpool(torch.randn(2, 30, 9, generator=g), labels))
+        torch.save(outs, "{path}")
+        print(ial_ext.cpu_info()["isa"])
+        """
+    results = {}
+    for capability in ("default", ""):
+        path = f"{os.environ.get('TMPDIR', '/tmp')}/ial_isa_{capability or 'native'}_{os.getpid()}.pt"
+        run = _run(script.format(path=path), ATEN_CPU_CAPABILITY=capability)
+        assert run.returncode == 0, run.stderr
+        results[capability] = (run.stdout.strip(), torch.load(path))
+        os.remove(path)
+    assert results["default"][0] == "default"
+    for portable, native in zip(results["default"][1], results[""][1]):
+        torch.testing.assert_close(portable, native, rtol=1e-5, atol=1e-6)

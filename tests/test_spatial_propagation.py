@@ -40,7 +40,7 @@ def test_gradients_reach_unary_and_guidance():
 
 def test_rejects_wrong_guidance_shape():
     with pytest.raises(ValueError, match="guidance must have shape"):
-        SpatialPropagation()(torch.rand(1, 2, 4, 4), torch.rand(1, 12, 4, 4))
+        SpatialPropagation()(torch.rand(1, 2, 4, 4), torch.rand(1, 6, 4, 4))
     with pytest.raises(ValueError, match="4-D"):
         SpatialPropagation()(torch.rand(2, 4, 4), torch.rand(1, 24, 4, 4))
 
@@ -61,3 +61,34 @@ def test_torch_compile_fullgraph_matches_eager():
     grads_compiled = torch.autograd.grad(compiled.sum(), (unary, guidance))
     for c, e in zip(grads_compiled, grads_eager):
         torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("guidance_channels", [12, 36], ids=["shared", "per-class"])
+def test_fused_and_composite_paths_agree(guidance_channels):
+    unary = torch.rand(2, 3, 11, 9, dtype=torch.float64).softmax(1)
+    guidance = torch.randn(2, guidance_channels, 11, 9, dtype=torch.float64)
+    grad = torch.randn_like(unary)
+    results = []
+    for fused in (True, False):
+        u, g = unary.clone().requires_grad_(), guidance.clone().requires_grad_()
+        out = SpatialPropagation(fused=fused)(u, g)
+        results.append((out, *torch.autograd.grad(out, (u, g), grad)))
+    for fused, composite in zip(*results):
+        torch.testing.assert_close(fused, composite, rtol=0, atol=1e-10)
+    torch.testing.assert_close(results[0][0], reference_propagation(unary, guidance), rtol=0, atol=1e-10)
+
+
+def test_shared_guidance_gradcheck():
+    unary = torch.rand(1, 3, 5, 6, dtype=torch.float64).requires_grad_()
+    guidance = torch.randn(1, 12, 5, 6, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda u, g: SpatialPropagation()(u, g), (unary, guidance))
+
+
+def test_export_traces_the_composite_path():
+    """torch.export (what torch.onnx.export(dynamo=True) runs) sees spn_scan, which has an
+    ONNX translation, not the fused op, which has none."""
+    module = SpatialPropagation().eval()
+    args = (torch.rand(1, 2, 8, 8), torch.randn(1, 12, 8, 8))
+    graph = str(torch.export.export(module, args).graph)
+    assert "ial.spn_scan" in graph and "spn_propagate" not in graph
+    torch.testing.assert_close(torch.export.export(module, args).module()(*args), module(*args))

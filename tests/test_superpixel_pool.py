@@ -226,8 +226,7 @@ BAD_POOL = [
     ("x must be 4-D", lambda: (torch.rand(3, 4, 5), _labels(), 3)),
     ("labels must have shape", lambda: (_x(), _labels(1, 4, 5), 3)),
     ("labels must have shape", lambda: (_x(), _labels(2, 5, 4), 3)),
-    ("x must be float32 or float64", lambda: (_x().half(), _labels(), 3)),
-    ("x must be float32 or float64", lambda: (torch.ones(2, 3, 4, 5, dtype=torch.int64), _labels(), 3)),
+    ("x must be float16, bfloat16, float32 or float64", lambda: (torch.ones(2, 3, 4, 5, dtype=torch.int64), _labels(), 3)),
     ("num_segments must be >= 0", lambda: (_x(), _labels(), -1)),
     ("device", lambda: (_x(), _labels().to("meta"), 3)),
 ]
@@ -244,7 +243,7 @@ BAD_UNPOOL = [
     ("labels must be int64", lambda: (torch.rand(2, 3, 4), _labels(dtype=torch.int32))),
     ("pooled must be 3-D", lambda: (torch.rand(2, 3), _labels())),
     ("batch size of pooled", lambda: (torch.rand(3, 3, 4), _labels())),
-    ("pooled must be float32 or float64", lambda: (torch.rand(2, 3, 4).half(), _labels())),
+    ("pooled must be float16, bfloat16, float32 or float64", lambda: (torch.ones(2, 3, 4, dtype=torch.int32), _labels())),
     ("device", lambda: (torch.rand(2, 3, 4), _labels().to("meta"))),
 ]
 

@@ -27,7 +27,7 @@ constexpr size_t kMinCachedBytes = 4 * kHugePage;
 size_t cache_limit_from_env() {
   const char* value = std::getenv("IAL_EXT_OUTPUT_CACHE_MB");
   if (value == nullptr || *value == '\0') {
-    return size_t(1024) << 20;
+    return 0;  // off unless asked for: the blocks are invisible to torch's memory accounting
   }
   char* end = nullptr;
   const unsigned long long mib = std::strtoull(value, &end, 10);

@@ -48,7 +48,7 @@ ScanGeometry check_forward_args(
       x.dim() == 4, "spn_scan: x must be 4-D (B, C, H, W), got ", x.dim(), "-D");
   TORCH_CHECK(
       gates.dim() == 4,
-      "spn_scan: gates must be 4-D (B, 3C, H, W), got ", gates.dim(), "-D");
+      "spn_scan: gates must be 4-D, (B, 3C, H, W) or (B, 3, H, W), got ", gates.dim(), "-D");
   TORCH_CHECK(
       direction >= 0 && direction <= 3,
       "spn_scan: direction must be 0 (left->right), 1 (right->left), ",
@@ -62,14 +62,29 @@ ScanGeometry check_forward_args(
   g.height = x.size(2);
   g.width = x.size(3);
   TORCH_CHECK(
-      gates.size(0) == g.batch && gates.size(1) == 3 * g.channels &&
+      gates.size(0) == g.batch && (gates.size(1) == 3 * g.channels || gates.size(1) == 3) &&
           gates.size(2) == g.height && gates.size(3) == g.width,
-      "spn_scan: gates must have shape (B, 3C, H, W) = (", g.batch, ", ",
-      3 * g.channels, ", ", g.height, ", ", g.width, ") for x of shape ",
-      x.sizes(), ", got ", gates.sizes());
-  g.horizontal = direction == kLeftToRight || direction == kRightToLeft;
-  g.reverse = direction == kRightToLeft || direction == kBottomToTop;
-  return g;
+      "spn_scan: gates must have shape (B, 3C, H, W) = (", g.batch, ", ", 3 * g.channels, ", ",
+      g.height, ", ", g.width, ") or, shared by the channels, (B, 3, H, W) = (", g.batch, ", 3, ",
+      g.height, ", ", g.width, ") for x of shape ", x.sizes(), ", got ", gates.sizes());
+  g.shared_gates = gates.size(1) == 3;
+  return with_direction(g, direction);
+}
+
+ScanGeometry with_direction(ScanGeometry geo, int64_t direction) {
+  geo.horizontal = direction == kLeftToRight || direction == kRightToLeft;
+  geo.reverse = direction == kRightToLeft || direction == kBottomToTop;
+  return geo;
+}
+
+GateLayout gate_layout(const ScanGeometry& geo) {
+  const int64_t hw = geo.plane_size();
+  GateLayout layout;
+  const int64_t per_gate = geo.shared_gates ? 1 : geo.channels;
+  layout.batch_stride = 3 * per_gate * hw;
+  layout.channel_stride = geo.shared_gates ? 0 : hw;
+  layout.gate_stride = per_gate * hw;
+  return layout;
 }
 
 ScanGeometry check_backward_args(

@@ -14,8 +14,8 @@ namespace {
 void check_float(const at::Tensor& t, const char* op, const char* name) {
   const auto dtype = t.scalar_type();
   TORCH_CHECK(
-      dtype == at::kFloat || dtype == at::kDouble,
-      op, ": ", name, " must be float32 or float64, got ", dtype);
+      dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+      op, ": ", name, " must be float16, bfloat16, float32 or float64, got ", dtype);
 }
 
 void check_labels(const at::Tensor& labels, const at::Tensor& data, const char* op, const char* name) {

@@ -4,10 +4,11 @@ import functools
 import torch
 from torch import Tensor, nn
 
+from ..ops.gate_normalization import GATES_PER_DIRECTION, NUM_DIRECTIONS, normalize_gates, normalize_guidance
+from ..ops.spn_propagate import spn_propagate
 from ..ops.spn_scan import spn_scan
 
-NUM_DIRECTIONS = 4
-GATES_PER_DIRECTION = 3
+__all__ = ["NEIGHBOUR_OFFSETS", "SpatialPropagation", "normalize_gates", "normalize_guidance"]
 
 # (row, column) offset of the neighbour each gate a, b, c links to, per scan direction:
 # left->right, right->left, top->bottom, bottom->top (DESIGN.md, op 1).
@@ -19,22 +20,8 @@ NEIGHBOUR_OFFSETS = (
 )
 
 
-def normalize_gates(gates: Tensor) -> Tensor:
-    """Scales (a, b, c) so that |a| + |b| + |c| <= 1 at every pixel.
-
-    ``gates`` is (B, 3C, H, W) laid out as [a | b | c]. Gates already inside
-    the bound are left as they are, so all-zero gates stay zero (no 0/0).
-    """
-    b, three_c, h, w = gates.shape
-    split = gates.view(b, GATES_PER_DIRECTION, three_c // GATES_PER_DIRECTION, h, w)
-    scale = split.abs().sum(dim=1, keepdim=True).clamp_min(1.0)
-    return (split / scale).view(b, three_c, h, w)
-
-
-def normalize_guidance(guidance: Tensor) -> Tensor:
-    """The gates G the propagation uses: each of the four directions of a (B, 12C, H, W)
-    guidance map normalised by `normalize_gates`."""
-    return torch.cat([normalize_gates(gates) for gates in guidance.chunk(NUM_DIRECTIONS, dim=1)], dim=1)
+def _exporting() -> bool:
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
 
 
 class SpatialPropagation(nn.Module):
@@ -42,26 +29,44 @@ class SpatialPropagation(nn.Module):
 
     forward(unary, guidance):
         unary: (B, C, H, W) probabilities to refine.
-        guidance: (B, 12C, H, W) raw gates, four directions (left->right,
-            right->left, top->bottom, bottom->top) of [a | b | c], C channels each.
+        guidance: raw gates, (B, 12, H, W) shared by the C classes (the paper's 12
+            affinity maps) or (B, 12C, H, W) per class: four directions
+            (left->right, right->left, top->bottom, bottom->top) of [a | b | c].
     Returns the element-wise max over the four propagated maps, (B, C, H, W).
+
+    ``fused`` (default): one ``spn_propagate`` op, which neither materialises the
+    normalised gates nor keeps the four scans. Under ``torch.export`` /
+    ``torch.onnx.export`` (``torch.compiler.is_exporting()`` or
+    ``torch.onnx.is_in_onnx_export()``), or with ``fused=False``, the module runs
+    the composite (``normalize_gates``, four ``spn_scan``, ``torch.maximum``),
+    whose ``spn_scan`` has an ONNX translation; the two agree to rounding.
     """
+
+    def __init__(self, fused: bool = True):
+        super().__init__()
+        self.fused = fused
 
     def forward(self, unary: Tensor, guidance: Tensor) -> Tensor:
         if unary.dim() != 4 or guidance.dim() != 4:
             raise ValueError(
                 "SpatialPropagation expects 4-D unary (B, C, H, W) and guidance "
-                f"(B, 12C, H, W), got {tuple(unary.shape)} and {tuple(guidance.shape)}"
+                f"(B, 12, H, W) or (B, 12C, H, W), got {tuple(unary.shape)} and {tuple(guidance.shape)}"
             )
         b, c, h, w = unary.shape
-        expected = (b, NUM_DIRECTIONS * GATES_PER_DIRECTION * c, h, w)
-        if tuple(guidance.shape) != expected:
+        per_direction = NUM_DIRECTIONS * GATES_PER_DIRECTION
+        accepted = ((b, per_direction, h, w), (b, per_direction * c, h, w))
+        if tuple(guidance.shape) not in accepted:
             raise ValueError(
-                f"SpatialPropagation: guidance must have shape {expected} for unary "
-                f"{tuple(unary.shape)}, got {tuple(guidance.shape)}"
+                f"SpatialPropagation: guidance must have shape {accepted[0]} (shared) or {accepted[1]} "
+                f"(per class) for unary {tuple(unary.shape)}, got {tuple(guidance.shape)}"
             )
+        if self.fused and not _exporting():
+            return spn_propagate(unary, guidance)
         propagated = [
             spn_scan(unary, normalize_gates(gates), direction)
             for direction, gates in enumerate(guidance.chunk(NUM_DIRECTIONS, dim=1))
         ]
         return functools.reduce(torch.maximum, propagated)
+
+    def extra_repr(self) -> str:
+        return f"fused={self.fused}"

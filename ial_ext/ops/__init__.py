@@ -1,10 +1,18 @@
 """Python faces of the compiled ops, with their float64 references."""
+from . import autocast  # noqa: F401  (registers the ops' autocast policy)
+from .gate_normalization import normalize_gates, normalize_guidance
+from .spn_propagate import spn_propagate
+from .spn_propagate_reference import spn_propagate_reference
 from .spn_scan import spn_scan
 from .spn_scan_reference import spn_scan_reference
 from .superpixel_pool import superpixel_pool, superpixel_unpool
 from .superpixel_pool_reference import superpixel_pool_reference, superpixel_unpool_reference
 
 __all__ = [
+    "normalize_gates",
+    "normalize_guidance",
+    "spn_propagate",
+    "spn_propagate_reference",
     "spn_scan",
     "spn_scan_reference",
     "superpixel_pool",

@@ -13,10 +13,13 @@ def spn_scan(x: Tensor, gates: Tensor, direction: int) -> Tensor:
     """Linear spatial propagation of ``x`` along one scan direction.
 
     Args:
-        x: (B, C, H, W) floating tensor.
-        gates: (B, 3C, H, W) laid out as [a | b | c]; at every pixel, a, b
-            and c weigh the three neighbours of the previous row/column
-            (lower index, same index, higher index).
+        x: (B, C, H, W) float32, float64, float16 or bfloat16 (the last two
+            accumulate in float32).
+        gates: [a | b | c] of the dtype of x, either (B, 3C, H, W), one set per
+            channel, or (B, 3, H, W), one set shared by all C channels (its
+            gradient is then summed over the channels; C = 1 is both). At every
+            pixel a, b and c weigh the three neighbours of the previous
+            row/column (lower index, same index, higher index).
         direction: 0 left->right, 1 right->left, 2 top->bottom, 3 bottom->top.
 
     Returns:
@@ -32,7 +35,8 @@ def _check_args(x: Tensor, gates: Tensor, direction: int) -> None:
     # Mirrors the C++ checks so traced/compiled code fails with the same message.
     torch._check(x.dim() == 4, lambda: f"spn_scan: x must be 4-D (B, C, H, W), got {x.dim()}-D")
     torch._check(
-        gates.dim() == 4, lambda: f"spn_scan: gates must be 4-D (B, 3C, H, W), got {gates.dim()}-D"
+        gates.dim() == 4,
+        lambda: f"spn_scan: gates must be 4-D, (B, 3C, H, W) or (B, 3, H, W), got {gates.dim()}-D",
     )
     torch._check(
         0 <= direction <= 3,
@@ -51,8 +55,9 @@ def _check_args(x: Tensor, gates: Tensor, direction: int) -> None:
     )
     b, c, h, w = x.shape
     torch._check(
-        tuple(gates.shape) == (b, 3 * c, h, w),
-        lambda: f"spn_scan: gates must have shape {(b, 3 * c, h, w)}, got {tuple(gates.shape)}",
+        tuple(gates.shape) in ((b, 3 * c, h, w), (b, 3, h, w)),
+        lambda: f"spn_scan: gates must have shape (B, 3C, H, W) = {(b, 3 * c, h, w)} or, shared by the "
+        f"channels, (B, 3, H, W) = {(b, 3, h, w)} for x of shape {tuple(x.shape)}, got {tuple(gates.shape)}",
     )
 
 

@@ -23,7 +23,8 @@ def _from_scan_layout(t: Tensor, direction: int) -> Tensor:
 def spn_scan_reference(
     x: Tensor, gates: Tensor, direction: int, dtype: torch.dtype = torch.float64
 ) -> Tensor:
-    """Same contract as ``ial_ext.ops.spn_scan``, computed in ``dtype``."""
+    """Same contract as ``ial_ext.ops.spn_scan``, computed in ``dtype``; shared gates
+    (B, 3, H, W) broadcast over the channels of x."""
     if direction not in (0, 1, 2, 3):
         raise ValueError(f"direction must be 0, 1, 2 or 3, got {direction}")
     out_dtype = x.dtype

@@ -17,7 +17,7 @@ def superpixel_pool(x: Tensor, labels: Tensor, num_segments: int, check_ids: boo
     """Mean of ``x`` over the pixels of every segment.
 
     Args:
-        x: (B, C, H, W) float32 or float64.
+        x: (B, C, H, W) float32, float64, float16 or bfloat16 (the last two sum in float32).
         labels: (B, H, W) int64 segment ids in [0, num_segments), -1 = ignored.
         num_segments: K, the number of segments (rows of the output).
         check_ids: raise on ids outside [-1, K) (costs a sync on CUDA).
@@ -33,7 +33,7 @@ def superpixel_unpool(pooled: Tensor, labels: Tensor, check_ids: bool = True) ->
     """Paints every pixel with the row of its segment.
 
     Args:
-        pooled: (B, K, C) float32 or float64.
+        pooled: (B, K, C) float32, float64, float16 or bfloat16.
         labels: (B, H, W) int64 segment ids in [0, K), -1 = ignored.
         check_ids: raise on ids outside [-1, K) (costs a sync on CUDA).
 
@@ -58,8 +58,8 @@ def _check_labels(op: str, labels: Tensor, data: Tensor, name: str) -> None:
 
 def _check_float(op: str, t: Tensor, name: str) -> None:
     torch._check(
-        t.dtype in (torch.float32, torch.float64),
-        lambda: f"{op}: {name} must be float32 or float64, got {t.dtype}",
+        t.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+        lambda: f"{op}: {name} must be float16, bfloat16, float32 or float64, got {t.dtype}",
     )
 
 

@@ -306,9 +306,19 @@ PlaneLayout plane_layout(const ScanGeometry& geo) {
   return {geo.channels, geo.height, geo.width, geo.steps(), geo.cross(), geo.reverse};
 }
 
+// Shared gates (B, 3, H, W) run through the per-channel kernels (which have run
+// on a GPU) as (B, 3C, H, W) copies; a dedicated kernel waits for a GPU to test it.
+at::Tensor expand_shared_gates(const at::Tensor& gates, const ScanGeometry& geo) {
+  return gates.unsqueeze(2).expand({geo.batch, 3, geo.channels, geo.height, geo.width})
+      .reshape({geo.batch, 3 * geo.channels, geo.height, geo.width});
+}
+
 at::Tensor spn_scan_cuda(const at::Tensor& x, const at::Tensor& gates, int64_t direction) {
   const auto geo = check_forward_args(x, gates, direction, /*allow_reduced_precision=*/true);
   TORCH_CHECK(x.is_cuda(), "spn_scan: the CUDA kernel got a tensor on ", x.device());
+  if (geo.shared_gates && geo.channels > 1) {
+    return spn_scan_cuda(x, expand_shared_gates(gates, geo), direction);
+  }
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   const at::Tensor gc = gates.contiguous();
@@ -341,11 +351,15 @@ std::tuple<at::Tensor, at::Tensor> spn_scan_backward_cuda(
     int64_t direction) {
   const auto geo = check_backward_args(grad_h, x, gates, h, direction, /*allow_reduced_precision=*/true);
   TORCH_CHECK(x.is_cuda(), "spn_scan_backward: the CUDA kernel got a tensor on ", x.device());
+  if (geo.shared_gates && geo.channels > 1) {
+    auto [grad_x, grad_expanded] = spn_scan_backward_cuda(grad_h, x, expand_shared_gates(gates, geo), h, direction);
+    return {grad_x, grad_expanded.view({geo.batch, 3, geo.channels, geo.height, geo.width}).sum(2)};
+  }
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor grad_x = at::empty(x.sizes(), x.options());
   at::Tensor grad_gates = at::empty(gates.sizes(), gates.options());
   if (x.numel() == 0) {
-    return {grad_x, grad_gates};
+    return {grad_x, grad_gates.zero_()};
   }
   TORCH_CHECK(geo.planes() <= INT32_MAX, "spn_scan: too many (batch, channel) planes: ", geo.planes());
   // grad_h may be expanded (stride 0): read a contiguous copy, never write to it.

@@ -7,7 +7,7 @@
 //     check_ids=false, an out-of-range id). Labels are read twice per image,
 //     a few percent of the traffic of x.
 //  2. Data, each thread owning whole outputs so nothing is shared:
-//     - float32 with AVX2 (planes_avx2.cpp): tasks are (image, group of 8
+//     - float32 with AVX2 (pool_kernels_avx2.cpp): tasks are (image, group of 8
 //       channels); 8x8 transposes put the 8 channels of a pixel in one vector,
 //       so a segment's row of the (B, K, C) side is touched once per pixel for
 //       8 channels. reduce (pool forward, unpool backward) sums runs of equal
@@ -25,7 +25,8 @@
 // in float first).
 #include "../superpixel_pool.h"
 #include "../../common/output_memory.h"
-#include "planes_avx2.h"
+#include "pool_kernels_api.h"
+#include "../../common/cpu_features.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -197,9 +198,25 @@ std::vector<std::vector<double>> inverse_counts(const SegmentIndex& index) {
   return inverse;
 }
 
-// Float32 reduce on AVX2: tasks are (image, group of 8 channels).
-void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const PoolGeometry& geo, bool mean,
-                        at::Tensor& out) {
+// Where plane (b, c) of a (B, C, H, W) input starts: any batch and channel
+// strides (an expanded gradient has 0), rows contiguous.
+template <typename T>
+struct Planes {
+  const T* data;
+  int64_t batch_stride;
+  int64_t channel_stride;
+
+  const T* operator()(int64_t b, int64_t c) const { return data + b * batch_stride + c * channel_stride; }
+};
+
+template <typename T>
+Planes<T> planes_of(const at::Tensor& x) {
+  return {x.const_data_ptr<T>(), x.stride(0), x.stride(1)};
+}
+
+// Float32 reduce with the channel-group kernels: tasks are (image, group of 8 channels).
+void reduce_kernel_groups(const cpu::GroupKernels& kernels, const at::Tensor& x, const SegmentIndex& index,
+                          const PoolGeometry& geo, bool mean, at::Tensor& out) {
   const int64_t hw = geo.pixels();
   const int64_t channels = geo.channels;
   const int64_t k = geo.segments;
@@ -211,7 +228,7 @@ void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const Po
       build_runs(index.slot.data() + b * hw, hw, runs[b]);
     }
   });
-  const float* xd = x.const_data_ptr<float>();
+  const auto plane = planes_of<float>(x);
   float* od = out.mutable_data_ptr<float>();
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, hw));
   at::parallel_for(0, geo.batch * groups, grain, [&](int64_t begin, int64_t end) {
@@ -223,12 +240,12 @@ void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const Po
       const float* rows[cpu::kLanes];
       for (int i = 0; i < cpu::kLanes; ++i) {
         // A partial group repeats its last plane; those lanes are not written.
-        rows[i] = xd + (b * channels + c0 + std::min(i, valid - 1)) * hw;
+        rows[i] = plane(b, c0 + std::min(i, valid - 1));
       }
       const auto& ids = index.ids[b];
       const auto n = static_cast<int64_t>(ids.size());
       acc.assign((n + 1) * cpu::kLanes, 0.0);
-      cpu::reduce_group_avx2(rows, runs[b].view(hw), acc.data());
+      kernels.reduce(rows, runs[b].view(hw), acc.data());
       for (int64_t j = 0; j < n; ++j) {
         const double scale = mean ? inverse[b][j] : 1.0;
         const double* a = acc.data() + (j + 1) * cpu::kLanes;
@@ -241,9 +258,9 @@ void reduce_kernel_avx2(const at::Tensor& x, const SegmentIndex& index, const Po
   });
 }
 
-// Float32 gather on AVX2: tasks are (image, group of 8 channels, pixel chunk).
-void gather_kernel_avx2(const at::Tensor& src, const SegmentIndex& index, const PoolGeometry& geo, bool mean,
-                        at::Tensor& out) {
+// Float32 gather with the channel-group kernels: tasks are (image, group of 8 channels, pixel chunk).
+void gather_kernel_groups(const cpu::GroupKernels& kernels, const at::Tensor& src, const SegmentIndex& index,
+                          const PoolGeometry& geo, bool mean, at::Tensor& out) {
   const int64_t hw = geo.pixels();
   const int64_t channels = geo.channels;
   const int64_t k = geo.segments;
@@ -282,8 +299,9 @@ void gather_kernel_avx2(const at::Tensor& src, const SegmentIndex& index, const 
       }
     }
   });
-  // An output well past the last-level cache is not read back from it anyway.
-  const bool stream = out.nbytes() > (int64_t(16) << 20);
+  // An output well past the last-level cache is not read back from it anyway;
+  // one that fits is better left there (regular stores).
+  const bool stream = out.nbytes() > ial::cpu::cache_sizes().l3 / 2;
   at::parallel_for(0, geo.batch * groups * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t chunk = task % chunks;
@@ -296,7 +314,7 @@ void gather_kernel_avx2(const at::Tensor& src, const SegmentIndex& index, const 
         rows[i] = od + (b * channels + c0 + std::min(i, valid - 1)) * hw;
       }
       const int64_t p0 = chunk * kChunk;
-      cpu::gather_group_avx2(
+      kernels.gather(
           tables.get() + (b * groups + g) * table_size, index.slot.data() + b * hw, p0,
           std::min(hw, p0 + kChunk), rows, valid, stream);
     }
@@ -311,15 +329,16 @@ at::Tensor reduce_kernel(const at::Tensor& x, const SegmentIndex& index, const P
       ? at::empty({geo.batch, geo.segments, geo.channels}, x.options())
       : at::zeros({geo.batch, geo.segments, geo.channels}, x.options());
   if constexpr (std::is_same_v<T, float>) {
-    if (geo.channels > 0 && cpu::avx2_available()) {
-      reduce_kernel_avx2(x, index, geo, mean, out);
+    const auto* kernels = cpu::group_kernels();
+    if (geo.channels > 0 && kernels != nullptr) {
+      reduce_kernel_groups(*kernels, x, index, geo, mean, out);
       return out;
     }
   }
   const int64_t hw = geo.pixels();
   const int64_t channels = geo.channels;
   const int64_t k = geo.segments;
-  const T* xd = x.const_data_ptr<T>();
+  const auto plane_at = planes_of<T>(x);
   T* od = out.mutable_data_ptr<T>();
   at::parallel_for(0, geo.batch * channels, plane_grain(hw), [&](int64_t begin, int64_t end) {
     std::vector<double> acc;
@@ -330,7 +349,7 @@ at::Tensor reduce_kernel(const at::Tensor& x, const SegmentIndex& index, const P
       const auto& counts = index.counts[b];
       const auto n = static_cast<int64_t>(ids.size());
       const int32_t* slot = index.slot.data() + b * hw;
-      const T* xp = xd + plane * hw;
+      const T* xp = plane_at(b, c);
       // Four accumulator sets pay off while they are small next to the plane.
       const bool interleave = 4 * (n + 1) <= hw;
       acc.resize((interleave ? 4 : 1) * (n + 1));
@@ -355,8 +374,9 @@ template <typename T>
 at::Tensor gather_kernel(const at::Tensor& src, const SegmentIndex& index, const PoolGeometry& geo, bool mean) {
   at::Tensor out = common::empty_output({geo.batch, geo.channels, geo.height, geo.width}, src.options());
   if constexpr (std::is_same_v<T, float>) {
-    if (geo.channels > 0 && geo.pixels() > 0 && cpu::avx2_available()) {
-      gather_kernel_avx2(src, index, geo, mean, out);
+    const auto* kernels = cpu::group_kernels();
+    if (geo.channels > 0 && geo.pixels() > 0 && kernels != nullptr) {
+      gather_kernel_groups(*kernels, src, index, geo, mean, out);
       return out;
     }
   }
@@ -391,6 +411,32 @@ at::Tensor gather_kernel(const at::Tensor& src, const SegmentIndex& index, const
   return out;
 }
 
+// (B, C, H, W) whose every plane is one value (an expanded gradient, e.g. of a
+// .sum()): the mean of a segment is that value, the sum value x count.
+template <typename T>
+at::Tensor reduce_constant_planes(const at::Tensor& x, const SegmentIndex& index, const PoolGeometry& geo, bool mean) {
+  at::Tensor out = at::zeros({geo.batch, geo.segments, geo.channels}, x.options());
+  const auto plane = planes_of<T>(x);
+  T* od = out.mutable_data_ptr<T>();
+  at::parallel_for(0, geo.batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const auto& ids = index.ids[b];
+      for (size_t j = 0; j < ids.size(); ++j) {
+        T* row = od + (b * geo.segments + ids[j]) * geo.channels;
+        for (int64_t c = 0; c < geo.channels; ++c) {
+          const T v = *plane(b, c);
+          row[c] = mean ? v : static_cast<T>(static_cast<double>(v) * index.counts[b][j]);
+        }
+      }
+    }
+  });
+  return out;
+}
+
+bool is_reduced_precision(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
 at::Tensor reduce_op(
     const at::Tensor& x,
     const at::Tensor& labels,
@@ -401,12 +447,26 @@ at::Tensor reduce_op(
     const char* x_name) {
   const auto geo = check_image_args(x, labels, num_segments, op, x_name);
   TORCH_CHECK(x.device().is_cpu(), op, ": the CPU kernel got a tensor on ", x.device());
+  if (is_reduced_precision(x)) {
+    // float16 / bfloat16 through the float32 kernels: sums in float32 and double.
+    return reduce_op(x.to(at::kFloat), labels, num_segments, check_ids, mean, op, x_name).to(x.scalar_type());
+  }
   const at::Tensor lc = labels.contiguous();
   const auto index = build_index(lc, geo, check_ids, op);
-  const at::Tensor xc = x.contiguous();
+  // Planes are read through the batch and channel strides, so an expanded
+  // gradient is never copied out to full size.
+  const bool rows_contiguous =
+      (x.size(3) <= 1 || x.stride(3) == 1) && (x.size(2) <= 1 || x.stride(2) == x.size(3));
+  const bool constant_planes = (x.size(3) <= 1 || x.stride(3) == 0) && (x.size(2) <= 1 || x.stride(2) == 0);
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "superpixel_reduce_cpu", [&] {
-    out = reduce_kernel<scalar_t>(xc, index, geo, mean);
+    if (rows_contiguous) {
+      out = reduce_kernel<scalar_t>(x, index, geo, mean);
+    } else if (constant_planes) {
+      out = reduce_constant_planes<scalar_t>(x, index, geo, mean);
+    } else {
+      out = reduce_kernel<scalar_t>(x.contiguous(), index, geo, mean);
+    }
   });
   return out;
 }
@@ -420,6 +480,9 @@ at::Tensor gather_op(
     const char* src_name) {
   const auto geo = check_pooled_args(src, labels, op, src_name);
   TORCH_CHECK(src.device().is_cpu(), op, ": the CPU kernel got a tensor on ", src.device());
+  if (is_reduced_precision(src)) {
+    return gather_op(src.to(at::kFloat), labels, check_ids, mean, op, src_name).to(src.scalar_type());
+  }
   const at::Tensor lc = labels.contiguous();
   const auto index = build_index(lc, geo, check_ids, op);
   // src may be an expanded (stride-0) gradient: read a contiguous copy.

@@ -1,5 +1,7 @@
-// Channel-inner float32 kernels of the CPU superpixel ops (AVX2), on plain
-// pointers so that no torch header is compiled for the AVX2 target.
+// Channel-inner float32 kernels of the CPU superpixel ops, compiled per
+// instruction set (pool_kernels_avx2.cpp; AVX-512 gained nothing measurable
+// here, see RESULTS.md), on plain pointers so that no torch header is compiled
+// for a SIMD target. group_kernels() picks them with common/cpu_features.h.
 //
 // Both kernels take one image and a group of 8 channel planes at a time and
 // move 8 pixels x 8 channels through an in-register 8x8 transpose, so a
@@ -17,9 +19,6 @@ namespace cpu {
 constexpr int kLanes = 8;         // channels per group = floats per vector
 constexpr int64_t kBlock = 64;    // pixels per run block (the longest run summed in float)
 
-// True when the running CPU has AVX2 (detected once, then cached).
-bool avx2_available();
-
 // Runs of equal slots of one image, cut at every kBlock pixels, over the
 // pixels padded to a multiple of 8 (padding has slot 0, the ignored bin).
 struct RunView {
@@ -31,13 +30,13 @@ struct RunView {
 
 // acc ((n + 1) x 8 doubles, zeroed by the caller) += per slot sums of the 8
 // planes rows[0..7] (each H * W floats; rows may repeat for a partial group).
-void reduce_group_avx2(const float* const rows[kLanes], const RunView& runs, double* acc);
+using ReduceGroup = void (*)(const float* const rows[kLanes], const RunView& runs, double* acc);
 
 // out_rows[i][p] = table[8 * slot[p] + i] for p in [begin, end), i < valid;
 // table has (n + 1) x 8 floats, slot one int32 per pixel of the image
 // (begin a multiple of 8, end <= H * W). `stream`: write around the caches
 // (for outputs far larger than the last-level cache).
-void gather_group_avx2(
+using GatherGroup = void (*)(
     const float* table,
     const int32_t* slot,
     int64_t begin,
@@ -45,6 +44,19 @@ void gather_group_avx2(
     float* const out_rows[kLanes],
     int valid,
     bool stream);
+
+struct GroupKernels {
+  ReduceGroup reduce;
+  GatherGroup gather;
+};
+
+namespace avx2 {
+GroupKernels group_kernels();
+} // namespace avx2
+
+// The kernels of the active ISA, or nullptr where it has none: the plane-wise
+// kernels of superpixel_pool_cpu.cpp serve float64 and such CPUs.
+const GroupKernels* group_kernels();
 
 } // namespace cpu
 } // namespace superpixel

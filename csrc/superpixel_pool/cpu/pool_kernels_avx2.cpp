@@ -1,42 +1,25 @@
-// AVX2 float32 kernels of the CPU superpixel ops (see planes_avx2.h).
+// AVX2 float32 kernels of the CPU superpixel ops (see pool_kernels_api.h).
 //
-// Only this file's own functions carry the avx2 target attribute; it includes
-// no torch header, so no inline function shared with the rest of the library
-// is ever compiled for AVX2 (the caller checks avx2_available() first).
-#include "planes_avx2.h"
+// The whole unit below the includes is an AVX2 region (common/isa_avx2_begin.h);
+// it includes no torch header, so no inline function shared with the rest of
+// the library is ever compiled for AVX2.
+#include "pool_kernels_api.h"
 
 #include <cstdint>
 #include <cstdlib>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define IAL_SP_HAVE_AVX2 1
-#include <immintrin.h>
-
+#if defined(__x86_64__) && defined(__GNUC__)
 #include "../../common/avx2_transpose.h"
-#endif
+#include "../../common/isa_avx2_begin.h"
 
 namespace ial {
 namespace superpixel {
 namespace cpu {
-
-#ifdef IAL_SP_HAVE_AVX2
-
-#define IAL_AVX2 __attribute__((target("avx2")))
-#define IAL_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
-
-bool avx2_available() {
-  // The explicit init makes the answer independent of constructor order.
-  static const bool available = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return available;
-}
-
+namespace avx2 {
 namespace {
 
 // Loads pixels [p, p + 8) of the 8 rows; past `pixels` the values are 0.
-IAL_AVX2_INLINE void load_tile(const float* const rows[8], int64_t p, int64_t pixels, __m256 r[8]) {
+inline void load_tile(const float* const rows[8], int64_t p, int64_t pixels, __m256 r[8]) {
   if (p + 8 <= pixels) {
     for (int i = 0; i < 8; ++i) {
       r[i] = _mm256_loadu_ps(rows[i] + p);
@@ -53,8 +36,6 @@ IAL_AVX2_INLINE void load_tile(const float* const rows[8], int64_t p, int64_t pi
   }
 }
 
-} // namespace
-
 // Per block of 64 pixels, a float prefix sum P over the block's pixels is
 // stored after every pixel into its run's entry of a small buffer (a plain
 // store, no read-modify-write: neighbouring pixels of one segment do not chain
@@ -64,7 +45,7 @@ IAL_AVX2_INLINE void load_tile(const float* const rows[8], int64_t p, int64_t pi
 // tile, one add per tile) links tiles, so the dependency chain is one add per
 // 8 pixels instead of one per pixel. The block's run sums are then added, in
 // double, to their segments' accumulators.
-IAL_AVX2 void reduce_group_avx2(const float* const rows[kLanes], const RunView& runs, double* acc) {
+void reduce_group(const float* const rows[kLanes], const RunView& runs, double* acc) {
   alignas(32) float ends[(kBlock + 1) * kLanes];
   float* const prefix_at = ends + kLanes;  // prefix_at[-1 .. runs - 1]; [-1] = 0
   _mm256_store_ps(ends, _mm256_setzero_ps());
@@ -102,7 +83,7 @@ IAL_AVX2 void reduce_group_avx2(const float* const rows[kLanes], const RunView& 
 
 // Every pixel's table row (its 8 channels) is one vector load; a transpose
 // turns 8 of them into 8 channel rows of 8 pixels, stored contiguously.
-IAL_AVX2 void gather_group_avx2(
+void gather_group(
     const float* table,
     const int32_t* slot,
     int64_t begin,
@@ -158,22 +139,25 @@ IAL_AVX2 void gather_group_avx2(
   }
 }
 
-#else  // no AVX2 kernels on this target: the callers use the scalar path
+} // namespace
 
-bool avx2_available() {
-  return false;
+GroupKernels group_kernels() {
+  return {&reduce_group, &gather_group};
 }
 
-void reduce_group_avx2(const float* const*, const RunView&, double*) {
-  std::abort();
-}
-
-void gather_group_avx2(const float*, const int32_t*, int64_t, int64_t, float* const*, int, bool) {
-  std::abort();
-}
-
-#endif
-
+} // namespace avx2
 } // namespace cpu
 } // namespace superpixel
 } // namespace ial
+
+#include "../../common/isa_end.h"
+
+#else  // no x86 SIMD build: cpu_features never selects this table
+
+namespace ial::superpixel::cpu::avx2 {
+GroupKernels group_kernels() {
+  return {nullptr, nullptr};
+}
+} // namespace ial::superpixel::cpu::avx2
+
+#endif

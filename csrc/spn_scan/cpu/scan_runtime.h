@@ -1,0 +1,63 @@
+// What the CPU scan ops (spn_scan, spn_propagate) share around the plane
+// kernels: per-thread scratch, the split of work over threads, and the float32
+// detour of reduced-precision inputs.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <numeric>
+
+namespace ial {
+namespace spn {
+namespace cpu {
+
+// Per-thread scratch, aligned to a cache line and left uninitialised (the
+// kernels write every element before reading it).
+template <typename T>
+class Scratch {
+ public:
+  explicit Scratch(int64_t elements) : storage_(new T[elements + kAlign / sizeof(T)]) {}
+  T* data() {
+    const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
+    return reinterpret_cast<T*>((address + kAlign - 1) & ~std::uintptr_t(kAlign - 1));
+  }
+
+ private:
+  static constexpr std::uintptr_t kAlign = 64;
+  std::unique_ptr<T[]> storage_;
+};
+
+// Work on a gradient summed over channels (shared gates) is split into tasks
+// of (batch item, part of its channels). Each part sums its channels into its
+// own buffer and the parts are added in order afterwards, so the result only
+// depends on the thread count, which fixes the number of parts: enough tasks
+// for every thread when the batch alone is too small, none wasted otherwise.
+struct ChannelParts {
+  int64_t parts = 1;
+  int64_t channels = 0;
+
+  int64_t begin(int64_t part) const { return part * channels / parts; }
+  int64_t end(int64_t part) const { return (part + 1) * channels / parts; }
+};
+
+inline ChannelParts channel_parts(int64_t batch, int64_t channels) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t common = std::gcd(std::max<int64_t>(batch, 1), threads);
+  ChannelParts parts;
+  parts.channels = channels;
+  parts.parts = std::max<int64_t>(1, std::min<int64_t>(channels, threads / common));
+  return parts;
+}
+
+// float16 and bfloat16 run through the float32 kernels: the op converts its
+// inputs to float32 and its outputs back, so every sum is taken in float32.
+inline bool is_reduced_precision(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+} // namespace cpu
+} // namespace spn
+} // namespace ial

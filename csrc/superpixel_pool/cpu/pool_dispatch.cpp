@@ -1,0 +1,19 @@
+// Which channel-group kernels the superpixel ops run (common/cpu_features.h).
+#include "pool_kernels_api.h"
+#include "../../common/cpu_features.h"
+
+namespace ial {
+namespace superpixel {
+namespace cpu {
+
+const GroupKernels* group_kernels() {
+  static const GroupKernels avx2_kernels = avx2::group_kernels();
+  if (ial::cpu::active_isa() == ial::cpu::Isa::kDefault || avx2_kernels.reduce == nullptr) {
+    return nullptr;
+  }
+  return &avx2_kernels;
+}
+
+} // namespace cpu
+} // namespace superpixel
+} // namespace ial

@@ -1,0 +1,117 @@
+"""The pairwise propagation as one op: ``torch.ops.ial.spn_propagate``.
+
+``spn_propagate(x, guidance)`` is ``max_d spn_scan(x, normalize_gates(G_d), d)`` over
+the four directions, computed without the normalised gates or the four scans as
+tensors: the CPU kernel (csrc/spn_propagate) works plane by plane in cache and its
+backward recomputes the scans instead of saving them. On CUDA the op runs the
+composite below (the per-channel CUDA scan kernel and torch ops) until a fused
+CUDA kernel has run on a GPU; the same composite is what the CPU tests check the
+kernel's backward against.
+"""
+import torch
+from torch import Tensor
+
+from .gate_normalization import NUM_DIRECTIONS, normalize_gates, normalize_gates_backward
+
+
+def spn_propagate(x: Tensor, guidance: Tensor) -> Tensor:
+    """Element-wise max of the four SPN scans of ``x`` with normalised gates.
+
+    Args:
+        x: (B, C, H, W) float32, float64, float16 or bfloat16 (the last two
+            accumulate in float32).
+        guidance: raw gates of x's dtype, (B, 12C, H, W) per channel or
+            (B, 12, H, W) shared by the channels: four directions (left->right,
+            right->left, top->bottom, bottom->top) of [a | b | c].
+
+    Returns:
+        (B, C, H, W). Each direction's (a, b, c) is divided by
+        max(1, |a| + |b| + |c|) first. Where directions tie for the maximum the
+        gradient goes to the first of them.
+    """
+    return torch.ops.ial.spn_propagate.default(x, guidance)
+
+
+def _check_args(op: str, x: Tensor, guidance: Tensor) -> None:
+    # Mirrors check_propagate_args in csrc/spn_propagate/spn_propagate.cpp.
+    torch._check(x.dim() == 4, lambda: f"{op}: x must be 4-D (B, C, H, W), got {x.dim()}-D")
+    torch._check(
+        guidance.dim() == 4,
+        lambda: f"{op}: guidance must be 4-D, (B, 12C, H, W) or (B, 12, H, W), got {guidance.dim()}-D",
+    )
+    torch._check(
+        x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+        lambda: f"{op}: x must be float16, bfloat16, float32 or float64, got {x.dtype}",
+    )
+    torch._check(
+        guidance.dtype == x.dtype,
+        lambda: f"{op}: guidance must have the dtype of x ({x.dtype}), got {guidance.dtype}",
+    )
+    torch._check(
+        guidance.device == x.device,
+        lambda: f"{op}: guidance must be on the device of x ({x.device}), got {guidance.device}",
+    )
+    b, c, h, w = x.shape
+    torch._check(
+        tuple(guidance.shape) in ((b, 12 * c, h, w), (b, 12, h, w)),
+        lambda: f"{op}: guidance must have shape (B, 12C, H, W) = {(b, 12 * c, h, w)} or, shared by the "
+        f"channels, (B, 12, H, W) = {(b, 12, h, w)} for x of shape {tuple(x.shape)}, got {tuple(guidance.shape)}",
+    )
+
+
+@torch.library.register_fake("ial::spn_propagate")
+def _spn_propagate_fake(x, guidance):
+    _check_args("spn_propagate", x, guidance)
+    return x.new_empty(x.shape)
+
+
+@torch.library.register_fake("ial::spn_propagate_backward")
+def _spn_propagate_backward_fake(grad, x, guidance):
+    _check_args("spn_propagate_backward", x, guidance)
+    torch._check(grad.shape == x.shape, lambda: "spn_propagate_backward: grad must have the shape of x")
+    return x.new_empty(x.shape), guidance.new_empty(guidance.shape)
+
+
+def _directional_scans(x: Tensor, guidance: Tensor):
+    normalized = [normalize_gates(g) for g in guidance.chunk(NUM_DIRECTIONS, dim=1)]
+    scans = [torch.ops.ial.spn_scan.default(x, gates, d) for d, gates in enumerate(normalized)]
+    return normalized, scans
+
+
+def propagate_composite(x: Tensor, guidance: Tensor) -> Tensor:
+    """``spn_propagate`` from ``spn_scan`` and torch ops (any device)."""
+    _, scans = _directional_scans(x, guidance)
+    return torch.stack(scans).max(dim=0).values
+
+
+def propagate_backward_composite(grad: Tensor, x: Tensor, guidance: Tensor):
+    """The backward of ``spn_propagate`` from ``spn_scan_backward`` and torch ops (any device)."""
+    normalized, scans = _directional_scans(x, guidance)
+    first_max = torch.stack(scans).max(dim=0).indices
+    grad_x = torch.zeros_like(x)
+    grad_guidance = []
+    raw = guidance.chunk(NUM_DIRECTIONS, dim=1)
+    for d in range(NUM_DIRECTIONS):
+        routed = torch.where(first_max == d, grad, torch.zeros_like(grad))
+        gx, grad_normalized = torch.ops.ial.spn_scan_backward.default(routed, x, normalized[d], scans[d], d)
+        grad_x += gx
+        grad_guidance.append(normalize_gates_backward(raw[d], grad_normalized))
+    return grad_x, torch.cat(grad_guidance, dim=1)
+
+
+torch.library.register_kernel("ial::spn_propagate", "cuda", propagate_composite)
+torch.library.register_kernel("ial::spn_propagate_backward", "cuda", propagate_backward_composite)
+
+
+def _setup_context(ctx, inputs, output):
+    x, guidance = inputs
+    # The backward recomputes the scans: nothing of the size of four outputs is kept.
+    ctx.save_for_backward(x, guidance)
+
+
+def _backward(ctx, grad):
+    x, guidance = ctx.saved_tensors
+    return torch.ops.ial.spn_propagate_backward.default(grad, x, guidance)
+
+
+torch.library.register_autograd("ial::spn_propagate", _backward, setup_context=_setup_context)

@@ -135,3 +135,27 @@ def test_shared_gates_gradcheck_and_opcheck(direction):
     gates.requires_grad_()
     assert torch.autograd.gradcheck(lambda a, g: spn_scan(a, g, direction), (x, gates))
     torch.library.opcheck(torch.ops.ial.spn_scan.default, (x.float(), gates.float(), direction))
+
+
+@pytest.mark.parametrize("layout", ["shared", "per-channel"])
+def test_spn_propagate_matches_cpu_kernel(layout):
+    """On CUDA spn_propagate is the composite of the CUDA scan and torch ops."""
+    from ial_ext.ops import spn_propagate
+
+    from .test_spn_propagate import random_inputs as propagate_inputs
+
+    x, guidance = propagate_inputs((2, 3, 33, 40), layout)
+    grad = torch.randn_like(x)
+    want = torch.ops.ial.spn_propagate_backward(grad, x, guidance)
+    xc, gc = x.cuda().requires_grad_(), guidance.cuda().requires_grad_()
+    out = spn_propagate(xc, gc)
+    torch.testing.assert_close(out.cpu(), spn_propagate(x, guidance), rtol=0, atol=1e-10)
+    for g, w in zip(torch.autograd.grad(out, (xc, gc), grad.cuda()), want):
+        torch.testing.assert_close(g.cpu(), w, rtol=0, atol=1e-9)
+
+
+def test_ops_run_in_float32_under_cuda_autocast():
+    x = torch.rand(2, 3, 16, 16, device="cuda")
+    gates = (torch.rand(2, 3, 16, 16, device="cuda") / 3).half()
+    with torch.autocast("cuda", dtype=torch.float16):
+        assert spn_scan(x, gates, 0).dtype == torch.float32

@@ -129,3 +129,13 @@ def test_compute_sanitizer(tool):
         """
     )
     assert_sanitizer_clean(tool, script)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_sums_in_float32(dtype):
+    x = torch.randn(2, 5, 16, 18, device="cuda").to(dtype)
+    labels = torch.randint(-1, 12, (2, 16, 18), device="cuda")
+    out = superpixel_pool(x, labels, 12)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float().cpu(), superpixel_pool(x.cpu(), labels.cpu(), 12).float())

@@ -306,16 +306,43 @@ def smooth_unary(batch, size, num_classes=NUM_CLASSES):
     return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False).softmax(1)
 
 
-def test_pairwise_guidance_layout_at_odd_size():
-    network = PairwiseNetwork(NUM_CLASSES, width=8)
+GATE_SETTINGS = [(mode, layout) for mode in ("similarity", "direct") for layout in ("shared", "per_class")]
+
+
+@pytest.mark.parametrize("gate_layout, maps", [("shared", 12), ("per_class", 12 * NUM_CLASSES)])
+def test_pairwise_guidance_layout_at_odd_size(gate_layout, maps):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout=gate_layout)
     images = torch.randn(2, 3, *ODD_SIZE)
-    assert network.guidance(images).shape == (2, 12 * NUM_CLASSES, *ODD_SIZE)
+    assert network.guidance(images).shape == (2, maps, *ODD_SIZE)
     assert network(images, smooth_unary(2, ODD_SIZE)).shape == (2, NUM_CLASSES, *ODD_SIZE)
 
 
-@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
-def test_pairwise_at_init_keeps_the_unary_map(gate_mode):
-    network = PairwiseNetwork(NUM_CLASSES, gate_mode=gate_mode).eval()
+def test_pairwise_default_is_the_papers_12_shared_affinity_maps():
+    network = PairwiseNetwork(NUM_CLASSES)
+    assert network.gate_layout == "shared" and network.spec()["kwargs"]["gate_layout"] == "shared"
+    assert network.gates.out_channels == 12
+    with pytest.raises(ValueError, match="gate_layout must be one of"):
+        PairwiseNetwork(NUM_CLASSES, gate_layout="per_pixel")
+
+
+def test_shared_gates_equal_per_class_gates_that_agree_across_classes():
+    shared = PairwiseNetwork(NUM_CLASSES, width=8).eval()
+    per_class = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout="per_class").eval()
+    state = shared.state_dict()
+    # Repeat each shared map's conv filter for every class: the per-class network then
+    # computes the same gates for all classes.
+    for key in ("gates.weight", "gates.bias"):
+        value = state[key].view(4, 3, 1, *state[key].shape[1:])
+        state[key] = value.expand(4, 3, NUM_CLASSES, *value.shape[3:]).reshape(-1, *state[key].shape[1:])
+    per_class.load_state_dict(state)
+    images, unary = torch.randn(2, 3, *ODD_SIZE), smooth_unary(2, ODD_SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(per_class(images, unary), shared(images, unary), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
+def test_pairwise_at_init_keeps_the_unary_map(gate_mode, gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, gate_mode=gate_mode, gate_layout=gate_layout).eval()
     unary = smooth_unary(2, ODD_SIZE)
     with torch.no_grad():
         refined = network(torch.randn(2, 3, *ODD_SIZE), unary)
@@ -324,21 +351,22 @@ def test_pairwise_at_init_keeps_the_unary_map(gate_mode):
     assert (refined - unary).abs().mean() < 0.02
 
 
-def test_similarity_gates_stop_at_image_edges():
-    network = PairwiseNetwork(NUM_CLASSES, width=8).eval()
+@pytest.mark.parametrize("gate_layout, maps", [("shared", 1), ("per_class", NUM_CLASSES)])
+def test_similarity_gates_stop_at_image_edges(gate_layout, maps):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout=gate_layout).eval()
     images = torch.zeros(1, 3, 9, 10)
     images[..., 5:] = 2.0  # a vertical edge between columns 4 and 5, two standard deviations high
     with torch.no_grad():
-        gates = network.guidance(images).view(4, 3, NUM_CLASSES, 9, 10)  # direction, [a|b|c], class
+        gates = network.guidance(images).view(4, 3, maps, 9, 10)  # direction, [a|b|c], map
     straight_left_to_right = gates[0, 1]  # links (i, j) to (i, j - 1)
     assert (straight_left_to_right[..., 5] < 1e-4).all()  # across the edge
     flat = torch.cat([straight_left_to_right[..., 1:5], straight_left_to_right[..., 6:]], dim=-1)
     assert (flat > 0.3).all() and (flat <= 1 / 3).all()  # inside a region: strong propagation
 
 
-@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
-def test_pairwise_output_is_a_probability_map(gate_mode):
-    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode)
+@pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
+def test_pairwise_output_is_a_probability_map(gate_mode, gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode, gate_layout=gate_layout)
     with torch.no_grad():  # strong, signed gates, far from the mild initialisation
         network.gates.weight.normal_(std=1.0)
     refined = network(torch.randn(2, 3, *ODD_SIZE), smooth_unary(2, ODD_SIZE))
@@ -346,9 +374,9 @@ def test_pairwise_output_is_a_probability_map(gate_mode):
     torch.testing.assert_close(refined.sum(1), torch.ones(2, *ODD_SIZE))
 
 
-@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
-def test_pairwise_preserves_constant_maps(gate_mode):
-    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode)
+@pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
+def test_pairwise_preserves_constant_maps(gate_mode, gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode, gate_layout=gate_layout)
     with torch.no_grad():
         network.gates.weight.normal_(std=1.0)
     constant = torch.tensor([0.1, 0.2, 0.3, 0.4]).view(1, NUM_CLASSES, 1, 1).expand(2, -1, *ODD_SIZE)
@@ -356,8 +384,9 @@ def test_pairwise_preserves_constant_maps(gate_mode):
     torch.testing.assert_close(refined, constant, rtol=1e-5, atol=1e-6)
 
 
-def test_pairwise_gradients_reach_the_guidance_cnn():
-    network = PairwiseNetwork(NUM_CLASSES, width=8)
+@pytest.mark.parametrize("gate_layout", ["shared", "per_class"])
+def test_pairwise_gradients_reach_the_guidance_cnn(gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout=gate_layout)
     unary = smooth_unary(2, ODD_SIZE)
     target = torch.randint(0, NUM_CLASSES, (2, *ODD_SIZE))
     refined = network(torch.randn(2, 3, *ODD_SIZE), unary)
@@ -425,11 +454,12 @@ def all_networks():
         UnaryNetwork(NUM_CLASSES, output_stride=16, aspp_channels=16, aspp_rates=(1, 3)),
         UnaryNetwork(NUM_CLASSES, backbone="vgg16", output_stride=16),
         PairwiseNetwork(NUM_CLASSES, width=8),
+        PairwiseNetwork(NUM_CLASSES, width=8, gate_mode="direct", gate_layout="per_class"),
         RegionConfidenceNetwork(NUM_CLASSES, hidden=32, dropout=0.0),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_build_model_rebuilds_from_spec(index):
     network = all_networks()[index].eval()
     spec = json.loads(json.dumps(network.spec()))  # a plain, serialisable dict

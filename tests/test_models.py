@@ -33,10 +33,11 @@ def test_backbone_output_stride_8_shapes(name):
         out = backbone(torch.randn(1, 3, 19, 26))
     assert backbone.output_stride == 8
     assert out.shape == (1, backbone.out_channels, 3, 4)
-    assert backbone.out_channels == {"small": 128, "small_local": 128, "resnet18": 512, "resnet34": 512}.get(name, 2048)
+    expected_channels = {"small": 128, "small_local": 128, "vgg16": 1024, "resnet18": 512, "resnet34": 512}
+    assert backbone.out_channels == expected_channels.get(name, 2048)
 
 
-@pytest.mark.parametrize("name", ["small", "resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["small", "vgg16", "resnet18", "resnet50"])
 def test_backbone_output_stride_16_shapes(name):
     backbone = build_backbone(name, output_stride=16).eval()
     with torch.no_grad():
@@ -66,14 +67,80 @@ def test_resnet_parameter_names_follow_torchvision():
 
 
 def test_backbone_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
-        build_backbone("vgg16")
+    with pytest.raises(ValueError, match="unknown backbone 'vgg19'"):
+        build_backbone("vgg19")
+    with pytest.raises(ValueError, match="VGG16 output_stride must be 8 or 16"):
+        build_backbone("vgg16", output_stride=4)
+    with pytest.raises(ValueError, match="not to 'vgg16'"):
+        build_backbone("vgg16", freeze_batchnorm=True)
     with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
         build_backbone("resnet18", output_stride=32)
     with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
         build_backbone("resnet18", output_stride=4)
     with pytest.raises(ValueError, match="output_stride must be 4, 8 or 16"):
         build_backbone("small", output_stride=2)
+
+
+def test_vgg16_is_deeplab_largefov():
+    os8, os16 = build_backbone("vgg16"), build_backbone("vgg16", output_stride=16)
+    convs = [i for i, m in enumerate(os8.features) if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]  # torchvision's indices
+    assert [os8.features[i].dilation for i in (21, 24, 28)] == [(1, 1), (2, 2), (2, 2)]
+    assert [os16.features[i].dilation for i in (21, 24, 28)] == [(1, 1), (1, 1), (1, 1)]
+    assert os8.fc6.kernel_size == (3, 3) and os8.fc6.dilation == (12, 12) and os16.fc6.dilation == (6, 6)
+    assert os8.fc7.weight.shape == (1024, 1024, 1, 1)
+    head = UnaryNetwork(NUM_CLASSES, backbone="vgg16")
+    assert head.spec()["kwargs"]["head"] == "largefov"
+    assert head.classifier.in_channels == 1024 and isinstance(head.aspp, torch.nn.Identity)
+    assert head(torch.randn(1, 3, *ODD_SIZE)).shape == (1, NUM_CLASSES, *ODD_SIZE)
+
+
+def torchvision_vgg16_state_dict():
+    """A state_dict with the names and shapes of torchvision's vgg16 (features.*, classifier.*)."""
+    state, in_channels, index = {}, 3, 0
+    for item in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if item == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(item, in_channels, 3, 3) * 0.05
+        state[f"features.{index}.bias"] = torch.randn(item) * 0.05
+        in_channels, index = item, index + 2
+    for name, shape in (("classifier.0", (4096, 512 * 7 * 7)), ("classifier.3", (4096, 4096)),
+                        ("classifier.6", (1000, 4096))):
+        state[f"{name}.weight"] = torch.randn(shape) * 0.01
+        state[f"{name}.bias"] = torch.randn(shape[0]) * 0.01
+    return state
+
+
+@pytest.mark.slow
+def test_vgg16_loads_torchvision_imagenet_weights(tmp_path):
+    state = torchvision_vgg16_state_dict()
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    backbone = build_backbone("vgg16", weights=path)
+    loaded = backbone.state_dict()
+    for key in (k for k in state if k.startswith("features.")):
+        torch.testing.assert_close(loaded[key], state[key], rtol=0, atol=0)
+    # DeepLab's decimation: every 4th filter, fc6's 7x7 kernel at rows and columns 0, 3, 6.
+    fc6 = state["classifier.0.weight"].view(4096, 512, 7, 7)
+    torch.testing.assert_close(loaded["fc6.weight"], fc6[::4][:, :, [0, 3, 6]][:, :, :, [0, 3, 6]], rtol=0, atol=0)
+    torch.testing.assert_close(loaded["fc6.bias"], state["classifier.0.bias"][::4], rtol=0, atol=0)
+    torch.testing.assert_close(loaded["fc7.weight"][:, :, 0, 0], state["classifier.3.weight"][::4, ::4],
+                               rtol=0, atol=0)
+    # The network's own state (with fc6/fc7) loads back too, e.g. as model.weights of a new run.
+    own = tmp_path / "own.pth"
+    torch.save(loaded, own)
+    torch.testing.assert_close(build_backbone("vgg16", weights=own).state_dict()["fc6.weight"], loaded["fc6.weight"])
+
+
+def test_vgg16_weights_of_another_layout_are_rejected(tmp_path):
+    state = {k: v for k, v in torchvision_vgg16_state_dict().items() if not k.startswith("classifier.0")}
+    state["classifier.3.weight"] = torch.zeros(10, 10)
+    state["classifier.3.bias"] = torch.zeros(10)
+    path = tmp_path / "vgg16_no_fc6.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"missing keys: fc6.bias, fc6.weight.*shape mismatches: fc7.bias"):
+        build_backbone("vgg16", weights=path)
 
 
 def test_small_backbone_eval_mode_is_independent_of_the_batch():
@@ -239,16 +306,43 @@ def smooth_unary(batch, size, num_classes=NUM_CLASSES):
     return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False).softmax(1)
 
 
-def test_pairwise_guidance_layout_at_odd_size():
-    network = PairwiseNetwork(NUM_CLASSES, width=8)
+GATE_SETTINGS = [(mode, layout) for mode in ("similarity", "direct") for layout in ("shared", "per_class")]
+
+
+@pytest.mark.parametrize("gate_layout, maps", [("shared", 12), ("per_class", 12 * NUM_CLASSES)])
+def test_pairwise_guidance_layout_at_odd_size(gate_layout, maps):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout=gate_layout)
     images = torch.randn(2, 3, *ODD_SIZE)
-    assert network.guidance(images).shape == (2, 12 * NUM_CLASSES, *ODD_SIZE)
+    assert network.guidance(images).shape == (2, maps, *ODD_SIZE)
     assert network(images, smooth_unary(2, ODD_SIZE)).shape == (2, NUM_CLASSES, *ODD_SIZE)
 
 
-@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
-def test_pairwise_at_init_keeps_the_unary_map(gate_mode):
-    network = PairwiseNetwork(NUM_CLASSES, gate_mode=gate_mode).eval()
+def test_pairwise_default_is_the_papers_12_shared_affinity_maps():
+    network = PairwiseNetwork(NUM_CLASSES)
+    assert network.gate_layout == "shared" and network.spec()["kwargs"]["gate_layout"] == "shared"
+    assert network.gates.out_channels == 12
+    with pytest.raises(ValueError, match="gate_layout must be one of"):
+        PairwiseNetwork(NUM_CLASSES, gate_layout="per_pixel")
+
+
+def test_shared_gates_equal_per_class_gates_that_agree_across_classes():
+    shared = PairwiseNetwork(NUM_CLASSES, width=8).eval()
+    per_class = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout="per_class").eval()
+    state = shared.state_dict()
+    # Repeat each shared map's conv filter for every class: the per-class network then
+    # computes the same gates for all classes.
+    for key in ("gates.weight", "gates.bias"):
+        value = state[key].view(4, 3, 1, *state[key].shape[1:])
+        state[key] = value.expand(4, 3, NUM_CLASSES, *value.shape[3:]).reshape(-1, *state[key].shape[1:])
+    per_class.load_state_dict(state)
+    images, unary = torch.randn(2, 3, *ODD_SIZE), smooth_unary(2, ODD_SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(per_class(images, unary), shared(images, unary), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
+def test_pairwise_at_init_keeps_the_unary_map(gate_mode, gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, gate_mode=gate_mode, gate_layout=gate_layout).eval()
     unary = smooth_unary(2, ODD_SIZE)
     with torch.no_grad():
         refined = network(torch.randn(2, 3, *ODD_SIZE), unary)
@@ -257,21 +351,22 @@ def test_pairwise_at_init_keeps_the_unary_map(gate_mode):
     assert (refined - unary).abs().mean() < 0.02
 
 
-def test_similarity_gates_stop_at_image_edges():
-    network = PairwiseNetwork(NUM_CLASSES, width=8).eval()
+@pytest.mark.parametrize("gate_layout, maps", [("shared", 1), ("per_class", NUM_CLASSES)])
+def test_similarity_gates_stop_at_image_edges(gate_layout, maps):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout=gate_layout).eval()
     images = torch.zeros(1, 3, 9, 10)
     images[..., 5:] = 2.0  # a vertical edge between columns 4 and 5, two standard deviations high
     with torch.no_grad():
-        gates = network.guidance(images).view(4, 3, NUM_CLASSES, 9, 10)  # direction, [a|b|c], class
+        gates = network.guidance(images).view(4, 3, maps, 9, 10)  # direction, [a|b|c], map
     straight_left_to_right = gates[0, 1]  # links (i, j) to (i, j - 1)
     assert (straight_left_to_right[..., 5] < 1e-4).all()  # across the edge
     flat = torch.cat([straight_left_to_right[..., 1:5], straight_left_to_right[..., 6:]], dim=-1)
     assert (flat > 0.3).all() and (flat <= 1 / 3).all()  # inside a region: strong propagation
 
 
-@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
-def test_pairwise_output_is_a_probability_map(gate_mode):
-    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode)
+@pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
+def test_pairwise_output_is_a_probability_map(gate_mode, gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode, gate_layout=gate_layout)
     with torch.no_grad():  # strong, signed gates, far from the mild initialisation
         network.gates.weight.normal_(std=1.0)
     refined = network(torch.randn(2, 3, *ODD_SIZE), smooth_unary(2, ODD_SIZE))
@@ -279,9 +374,9 @@ def test_pairwise_output_is_a_probability_map(gate_mode):
     torch.testing.assert_close(refined.sum(1), torch.ones(2, *ODD_SIZE))
 
 
-@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
-def test_pairwise_preserves_constant_maps(gate_mode):
-    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode)
+@pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
+def test_pairwise_preserves_constant_maps(gate_mode, gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode, gate_layout=gate_layout)
     with torch.no_grad():
         network.gates.weight.normal_(std=1.0)
     constant = torch.tensor([0.1, 0.2, 0.3, 0.4]).view(1, NUM_CLASSES, 1, 1).expand(2, -1, *ODD_SIZE)
@@ -289,8 +384,9 @@ def test_pairwise_preserves_constant_maps(gate_mode):
     torch.testing.assert_close(refined, constant, rtol=1e-5, atol=1e-6)
 
 
-def test_pairwise_gradients_reach_the_guidance_cnn():
-    network = PairwiseNetwork(NUM_CLASSES, width=8)
+@pytest.mark.parametrize("gate_layout", ["shared", "per_class"])
+def test_pairwise_gradients_reach_the_guidance_cnn(gate_layout):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout=gate_layout)
     unary = smooth_unary(2, ODD_SIZE)
     target = torch.randint(0, NUM_CLASSES, (2, *ODD_SIZE))
     refined = network(torch.randn(2, 3, *ODD_SIZE), unary)
@@ -356,12 +452,14 @@ def all_networks():
     return [
         CAMNetwork(NUM_CLASSES),
         UnaryNetwork(NUM_CLASSES, output_stride=16, aspp_channels=16, aspp_rates=(1, 3)),
+        UnaryNetwork(NUM_CLASSES, backbone="vgg16", output_stride=16),
         PairwiseNetwork(NUM_CLASSES, width=8),
+        PairwiseNetwork(NUM_CLASSES, width=8, gate_mode="direct", gate_layout="per_class"),
         RegionConfidenceNetwork(NUM_CLASSES, hidden=32, dropout=0.0),
     ]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(6))
 def test_build_model_rebuilds_from_spec(index):
     network = all_networks()[index].eval()
     spec = json.loads(json.dumps(network.spec()))  # a plain, serialisable dict

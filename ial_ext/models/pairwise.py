@@ -2,14 +2,18 @@
 
 The guidance CNN is a small encoder-decoder at 1, 1/2 and 1/4 resolution with
 additive skips, so the gates see both the image's edges (full resolution) and
-some context; a final 1x1 conv writes the 12 gate maps per class (4 directions
-x [a | b | c] x C channels, the layout of ``ial_ext.nn.SpatialPropagation``).
+some context; a final 1x1 conv writes the gate maps (4 directions x [a | b | c],
+the layout of ``ial_ext.nn.SpatialPropagation``). ``gate_layout`` says whose they are:
+- "shared" (default): the paper's 12 affinity matrices (section 3.2.2), one per
+  direction and neighbour, applied to every class channel.
+- "per_class": 12 maps per class (12C), for comparison; every operation on the
+  gates then costs C times as much (21 classes on VOC, 81 on COCO).
 
 Two ways to turn those maps into gates (``gate_mode``):
 - "direct": the conv's output is the gate, as in SPN. It starts as a weak
   smoothing and must learn edge awareness from the weak labels alone.
-- "similarity" (default): gate = modulation (sigmoid of the conv, per class) x
-  affinity of the two linked pixels, exp(-|e_p - e_q|^2) over their colours and
+- "similarity" (default): gate = modulation (sigmoid of the conv, per direction
+  and neighbour, and per class with per-class gates) x affinity of the two linked pixels, exp(-|e_p - e_q|^2) over their colours and
   a learned embedding. Propagation then stops at image edges from the first
   iteration; on the synthetic demo this refined the unary map by +3 to +5 mIoU
   where the direct gates, trained the same way, changed it by less than 1.
@@ -23,12 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import SpatialPropagation
-from ..nn.spatial_propagation import NEIGHBOUR_OFFSETS
+from ..nn.spatial_propagation import GATES_PER_DIRECTION, NEIGHBOUR_OFFSETS, NUM_DIRECTIONS
 from .layers import ConvNormAct
 from .spec import RebuildableNetwork, check_num_classes
-
-NUM_DIRECTIONS = 4
-GATES_PER_DIRECTION = 3  # a, b, c: previous-row/column neighbours at lower, same, higher index
 # Initial gates: b (the straight neighbour) starts at 0.1 and a, c at 0, plus
 # small noise from the conv weights (std ~0.01-0.05 per gate). Each directional
 # scan is then h_t ~ 0.9 x_t + 0.1 h_{t-1}: a weak smoothing reaching about one
@@ -37,13 +38,11 @@ GATES_PER_DIRECTION = 3  # a, b, c: previous-row/column neighbours at lower, sam
 # but not zero, so gradients reach the guidance CNN from the first step.
 INITIAL_STRAIGHT_GATE = 0.1
 INITIAL_GATE_WEIGHT_STD = 0.01
-# The merged map is floored and renormalised over classes: four scans with
-# per-class (possibly negative) gates merged by max need not sum to 1, and the
-# trainer's loss takes its log.
 PROBABILITY_FLOOR = 1e-6
 GATE_MODES = ("similarity", "direct")
+GATE_LAYOUTS = ("shared", "per_class")
 EMBEDDING_CHANNELS = 8
-# Similarity gates start with a strong, edge-stopped propagation: the per-class
+# Similarity gates start with a strong, edge-stopped propagation: the
 # modulation starts at sigmoid(3) = 0.95 and the three gates share it, so inside a
 # region of constant colour a + b + c ~ 0.95 while a colour step of two standard
 # deviations brings the gates below 0.02.
@@ -77,34 +76,41 @@ class GuidanceNetwork(nn.Module):
 class PairwiseNetwork(RebuildableNetwork):
     """Refines unary probabilities with learned affinities (the paper's alpha_p = G alpha_u).
 
-    guidance(images) -> raw gates (B, 12 * num_classes, H, W) (normalised inside
-    the propagation); propagate(unary, guidance) -> refined probabilities;
+    guidance(images) -> raw gates (B, 12, H, W), or (B, 12 * num_classes, H, W) with
+    ``gate_layout="per_class"`` (normalised inside the propagation);
+    propagate(unary, guidance) -> refined probabilities;
     forward(images, unary) does both. Call guidance() and propagate() separately
     to also feed the gates to the region smoothness loss without computing them twice.
     """
 
-    def __init__(self, num_classes: int, width: int = 32, gate_mode: str = "similarity"):
+    def __init__(self, num_classes: int, width: int = 32, gate_mode: str = "similarity",
+                 gate_layout: str = "shared"):
         super().__init__()
         check_num_classes(num_classes)
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"PairwiseNetwork width must be a positive int, got {width!r}")
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, got {gate_mode!r}")
+        if gate_layout not in GATE_LAYOUTS:
+            raise ValueError(f"gate_layout must be one of {GATE_LAYOUTS}, got {gate_layout!r}")
         self.num_classes = num_classes
         self.gate_mode = gate_mode
+        self.gate_layout = gate_layout
+        # Gate maps per direction and neighbour: one, or one per class.
+        self.gate_channels = 1 if gate_layout == "shared" else num_classes
         self.features = GuidanceNetwork(width)
-        self.gates = nn.Conv2d(width, NUM_DIRECTIONS * GATES_PER_DIRECTION * num_classes, 1)
+        self.gates = nn.Conv2d(width, NUM_DIRECTIONS * GATES_PER_DIRECTION * self.gate_channels, 1)
         if gate_mode == "similarity":
             self.embedding = nn.Conv2d(width, EMBEDDING_CHANNELS, 1)
             nn.init.zeros_(self.embedding.weight)  # at first the gates see the image's colours only
             nn.init.zeros_(self.embedding.bias)
         self.propagation = SpatialPropagation()
         self._initialize_gates()
-        self._remember_kwargs(num_classes=num_classes, width=width, gate_mode=gate_mode)
+        self._remember_kwargs(num_classes=num_classes, width=width, gate_mode=gate_mode, gate_layout=gate_layout)
 
     def _initialize_gates(self) -> None:
         nn.init.normal_(self.gates.weight, std=INITIAL_GATE_WEIGHT_STD)
-        bias = self.gates.bias.detach().view(NUM_DIRECTIONS, GATES_PER_DIRECTION, self.num_classes)
+        bias = self.gates.bias.detach().view(NUM_DIRECTIONS, GATES_PER_DIRECTION, self.gate_channels)
         if self.gate_mode == "similarity":
             bias.fill_(INITIAL_MODULATION_BIAS)
             return
@@ -112,10 +118,11 @@ class PairwiseNetwork(RebuildableNetwork):
         bias[:, 1] = INITIAL_STRAIGHT_GATE
 
     def guidance(self, images: Tensor) -> Tensor:
-        """Raw gates (B, 12 * num_classes, H, W): 4 directions x [a | b | c] x classes.
+        """Raw gates (B, 12 * M, H, W): 4 directions x [a | b | c] x M maps, M = 1 with
+        shared gates, num_classes with per-class gates.
 
         "direct": a 1x1 conv of the guidance features writes the gates (SPN's design).
-        "similarity": each gate is a learned per-class modulation in (0, 1) times the
+        "similarity": each gate is a learned modulation in (0, 1) times the
         affinity exp(-|e_p - e_q|^2) of the pixel p and the neighbour q it links to,
         with e the image's colours and a learned embedding: gates fall at image edges
         from the first iteration, and training shapes which edges matter.
@@ -133,11 +140,13 @@ class PairwiseNetwork(RebuildableNetwork):
                 neighbour = padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
                 affinities.append(torch.exp(-(embedding - neighbour).square().sum(dim=1, keepdim=True)))
         affinity = torch.stack(affinities, dim=1).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, 1, h, w)
-        modulation = torch.sigmoid(gates).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, self.num_classes, h, w)
+        modulation = torch.sigmoid(gates).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, self.gate_channels, h, w)
         return (affinity * modulation / GATES_PER_DIRECTION).view(b, -1, h, w)
 
     def propagate(self, unary_probabilities: Tensor, guidance: Tensor) -> Tensor:
-        """SPN on (B, C, H, W) probabilities, max over 4 directions, renormalised over classes."""
+        """SPN on (B, C, H, W) probabilities, max over 4 directions, renormalised over classes.
+        The merged map is floored and renormalised: four scans merged by max need not sum to 1
+        (per-class gates differ per channel), and the trainer's loss takes its log."""
         refined = self.propagation(unary_probabilities, guidance).clamp_min(PROBABILITY_FLOOR)
         return refined / refined.sum(dim=1, keepdim=True)
 

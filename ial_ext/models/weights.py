@@ -3,7 +3,9 @@
 Nothing is downloaded: the user names a file. The backbone's parameters and
 buffers must all be present with matching shapes (strict); the classifier
 (``fc.*``) is ignored, and ``num_batches_tracked`` counters may be absent
-(torchvision's published files have none).
+(torchvision's published files have none). A backbone whose layers differ from
+torchvision's (VGG16's fc6/fc7 as convolutions) converts the file's state with its
+``from_imagenet_state_dict``.
 """
 import os
 from collections.abc import Mapping
@@ -50,7 +52,14 @@ def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
         FileNotFoundError: no file at ``path``.
         ValueError: not a state_dict, or missing/unexpected keys or wrong shapes.
     """
-    given = {k: v for k, v in read_state_dict(path).items() if not k.startswith(IGNORED_PREFIXES)}
+    given = read_state_dict(path)
+    convert = getattr(backbone, "from_imagenet_state_dict", None)
+    if convert is not None:
+        try:
+            given = convert(given)
+        except ValueError as error:
+            raise ValueError(f"weights in {os.fspath(path)} do not fit the {type(backbone).__name__} backbone: {error}") from error
+    given = {k: v for k, v in given.items() if not k.startswith(IGNORED_PREFIXES)}
     expected = backbone.state_dict()
     missing = {k for k in expected if k not in given and not k.endswith(OPTIONAL_SUFFIXES)}
     unexpected = set(given) - set(expected)

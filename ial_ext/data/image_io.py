@@ -1,19 +1,15 @@
-"""Reading images and label PNGs with errors that name the file."""
+"""Reading images and label PNGs with errors that name the file.
+
+Images are read by the deployment runner's read_rgb (EXIF orientation applied), so a model sees
+a picture the same way in training and in deployment.
+"""
 import os
 
 import numpy as np
+from ial_export.images import read_rgb, upright_size
 from PIL import Image, UnidentifiedImageError
 
-
-def read_rgb(path: str) -> np.ndarray:
-    """Any image file -> uint8 (H, W, 3) RGB (grey and CMYK images converted)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot decode image {path}: {error}") from error
+__all__ = ["read_rgb", "upright_size", "read_label_png"]
 
 
 def read_label_png(path: str, num_classes: int) -> np.ndarray:

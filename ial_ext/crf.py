@@ -68,6 +68,7 @@ def dense_crf(
     unary = -np.log(np.clip(scores, SCORE_FLOOR, None)).reshape(classes, -1)
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
     crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=np.ascontiguousarray(rgb),
+    # pydensecrf takes a writable buffer only (np.asarray of a Pillow image is read-only).
+    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=np.array(rgb, order="C"),
                              compat=bilateral_compat)
     return np.asarray(crf.inference(iterations), dtype=np.float32).reshape(classes, height, width)

@@ -36,6 +36,7 @@ def test_the_crf_moves_a_boundary_to_the_colour_edge():
     rgb, truth = two_region_picture()
     scores = blurry_scores(truth)
     before = float((scores.argmax(0) == truth).mean())
+    rgb.setflags(write=False)  # as np.asarray(PIL image) gives it
     refined = crf.dense_crf(scores, rgb)
     after = float((refined.argmax(0) == truth).mean())
     assert before < 0.9  # the input misses a band 8 pixels wide, plus noise

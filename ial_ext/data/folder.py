@@ -33,9 +33,9 @@ from torch.utils.data import Dataset
 
 from .files import FileRecord
 from .geometry import check_fit_options, fit_to_square
-from .image_io import read_label_png, read_rgb
+from .image_io import read_image_and_mask
 from .palette import VOC_PALETTE
-from .sample import IGNORE_INDEX, make_sample, multi_hot, unknown_mask
+from .sample import IGNORE_INDEX, make_sample, multi_hot
 
 BACKGROUND = "background"
 CLASS_LIST = "classes.txt"
@@ -149,14 +149,7 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image = self.images[index]
-        rgb = read_rgb(os.path.join(self.image_dir, image))
-        mask_path = self.mask_path(image)
-        if mask_path is None:
-            mask = unknown_mask(*rgb.shape[:2])
-        else:
-            mask = read_label_png(mask_path, self.num_classes)
-            if mask.shape != rgb.shape[:2]:
-                raise ValueError(f"mask {mask_path} is {mask.shape}, its image is {rgb.shape[:2]}")
+        rgb, mask = read_image_and_mask(os.path.join(self.image_dir, image), self.mask_path(image), self.num_classes)
         if self.image_size is not None:
             rgb, mask = fit_to_square(rgb, mask, self.image_size, self.fit)
         size = "" if self.image_size is None else f"-px{self.image_size}{self.fit}"

@@ -27,9 +27,9 @@ from torch.utils.data import Dataset
 
 from .files import FileRecord
 from .geometry import check_fit_options, fit_to_square
-from .image_io import read_label_png, read_rgb
+from .image_io import read_image_and_mask
 from .palette import VOC_PALETTE
-from .sample import make_sample, multi_hot, unknown_mask
+from .sample import make_sample, multi_hot
 
 VOC_CLASS_NAMES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -136,14 +136,7 @@ class VOCSegmentation(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
-        rgb = read_rgb(self.image_path(name))
-        mask_path = self.mask_path(name)
-        if mask_path is None:
-            mask = unknown_mask(*rgb.shape[:2])
-        else:
-            mask = read_label_png(mask_path, self.num_classes)
-            if rgb.shape[:2] != mask.shape:
-                raise ValueError(f"mask {mask_path} is {mask.shape}, its image is {rgb.shape[:2]}")
+        rgb, mask = read_image_and_mask(self.image_path(name), self.mask_path(name), self.num_classes)
         if self.image_size is not None:
             rgb, mask = fit_to_square(rgb, mask, self.image_size, self.fit)
         return make_sample(rgb, mask, self.labels[index], index % len(self.names), self.name_of(name))

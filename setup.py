@@ -10,7 +10,6 @@ torchvision's do): the C++ ABI changes between releases.
 import glob
 import importlib
 import os
-import site
 import sys
 import sysconfig
 
@@ -42,16 +41,24 @@ def _installed_torch():
     """
     try:
         import torch
-    except ImportError:
-        for folder in (sysconfig.get_path("platlib"), sysconfig.get_path("purelib"), site.getusersitepackages()):
-            if os.path.isfile(os.path.join(folder, "torch", "__init__.py")) and folder not in sys.path:
-                sys.path.append(folder)
+
+        return torch
+    except ImportError as error:
+        failure = error
+    hidden = [folder for folder in (sysconfig.get_path("platlib"), sysconfig.get_path("purelib"))
+              if folder not in sys.path and os.path.isfile(os.path.join(folder, "torch", "__init__.py"))]
+    if hidden:
+        sys.path.extend(dict.fromkeys(hidden))
         importlib.invalidate_caches()
         try:
             import torch
-        except ImportError:
-            sys.exit(TORCH_MISSING)
-    return torch
+
+            return torch
+        except ImportError as error:
+            failure = error
+    if isinstance(failure, ModuleNotFoundError) and failure.name == "torch":
+        sys.exit(TORCH_MISSING)
+    sys.exit(f"ial_ext: the installed torch does not import: {failure}")
 
 
 torch = _installed_torch()

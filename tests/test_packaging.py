@@ -97,7 +97,7 @@ def test_building_without_a_torch_stops_at_once_with_the_remedy():
         class NoTorch:
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] == "torch":
-                    raise ImportError("no torch here")
+                    raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
         sys.meta_path.insert(0, NoTorch())
         sys.argv = ["setup.py", "--version"]

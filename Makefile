@@ -28,13 +28,16 @@ CUDA_BUILD_DIR := .build-cuda
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# pydensecrf2 (the crf extra) builds from its sdist with its own build requirements, so it is
+# installed with build isolation before the project's own build, which has none.
 $(VENV)/.deps: $(BIN)/python pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH_SPEC)"
-	$(BIN)/pip install setuptools wheel pybind11 ninja
+	$(BIN)/pip install setuptools wheel ninja
+	$(BIN)/pip install "pydensecrf2; python_version < '3.13'"
 	touch $@
 
-$(VENV)/.built: $(VENV)/.deps $(SOURCES)
-	$(BIN)/pip install --no-build-isolation -e ".[dev]"
+$(VENV)/.built: $(VENV)/.deps $(SOURCES) export/pyproject.toml
+	$(BIN)/pip install --no-build-isolation -e ".[dev,crf]"
 	touch $@
 
 # The whole paper on the built-in synthetic set: seeds, then 5 EM steps; prints the

@@ -3,7 +3,7 @@
 Model: what the trainer deploys by default, MultiScaleUnary(UnaryNetwork(21))
 (small backbone, scales 1 and 1.5 plus the mirror image) + PairwiseNetwork(21)
 (similarity gates; VOC's class count), seed 0, exported with
-ial_export.export_modules. Each timed call goes
+ial_ext.export.export_modules. Each timed call goes
 from a host float32 batch to host probabilities and labels (what the runner
 does), so the CUDA rows include the transfers both ways. Batch 1 gives the
 latency, batch 8 the throughput (images/s = 8 / time).
@@ -28,8 +28,8 @@ ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     from ial_ext.models import MultiScaleUnary, PairwiseNetwork, UnaryNetwork
-    from ial_export.deployment_model import DeploymentModel
-    from ial_export.onnx_export import export_modules
+    from ial_ext.export.deployment_model import DeploymentModel
+    from ial_ext.export import export_modules
 
     torch.manual_seed(0)
     unary = MultiScaleUnary(UnaryNetwork(NUM_CLASSES)).eval()

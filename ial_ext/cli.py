@@ -58,7 +58,7 @@ def _infer(arguments: argparse.Namespace) -> int:
 
 
 def _export(arguments: argparse.Namespace) -> int:
-    from ial_export.onnx_export import export_checkpoint
+    from .export import export_checkpoint
 
     report = export_checkpoint(arguments.checkpoint, arguments.output, opset=arguments.opset, check=arguments.check)
     checked = (

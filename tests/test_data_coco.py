@@ -1,4 +1,4 @@
-"""The COCO 2014 reader: polygon / RLE decoding and the painting rules, on hand-made fixtures."""
+"""The COCO 2014 reader: polygon / RLE decoding (pycocotools) and the painting rules, on hand-made fixtures."""
 import json
 import os
 
@@ -9,7 +9,9 @@ from torch.utils.data import DataLoader
 
 from ial_ext.data import build_dataset
 from ial_ext.data.coco import COCOSegmentation
-from ial_ext.data.coco_masks import decode_rle_string, encode_rle_string, polygons_to_mask, rle_to_mask
+from ial_ext.data.coco_masks import polygons_to_mask, rle_to_mask
+from ial_ext.data.files import check_files
+from pycocotools import mask as coco_mask
 
 # The 80 COCO category ids (with their gaps); they must map to classes 1..80 in id order.
 COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
@@ -75,15 +77,19 @@ def coco_root(tmp_path):
     return tmp_path
 
 
-def test_rle_string_codec_by_hand():
-    assert decode_rle_string("Z16") == [42, 6]  # 42 = 10 + 1 * 32: 'Z' (10 | 0x20) then '1'
-    assert decode_rle_string("324") == [3, 2, 4]
-    # From the 4th count on, deltas to the count two earlier: 3 - 3 = 0 -> '0', 1 - 2 = -1 -> 'O'.
-    assert decode_rle_string("5320O") == [5, 3, 2, 3, 1]
-    assert decode_rle_string("T3") == [100]
-    for counts in ([42, 6], [5, 3, 2, 3, 1], [100], [0, 7, 70000, 1, 3, 123456, 2]):
-        assert decode_rle_string(encode_rle_string(counts)) == counts
-    assert encode_rle_string([5, 3, 2, 3, 1]) == "5320O"
+def test_compressed_rle_strings_decode_as_written_by_hand():
+    # "Z16" = runs [42, 6]: 42 = 10 + 1 * 32 ('Z' is 10 | 0x20, then '1'), then 6: the last column.
+    expected = np.zeros((H, W), bool)
+    expected[:, 7] = True
+    assert np.array_equal(rle_to_mask({"counts": "Z16", "size": [H, W]}, H, W), expected)
+    # From the 4th count on, deltas to the count two earlier: "5320O" = runs [5, 3, 2, 3, 1] of 14 pixels.
+    runs = rle_to_mask({"counts": "5320O", "size": [2, 7]}, 2, 7)
+    assert np.array_equal(runs.T.reshape(-1), np.repeat([0, 1, 0, 1, 0], [5, 3, 2, 3, 1]).astype(bool))
+    # What pycocotools encodes decodes back, bytes or str.
+    random = np.asfortranarray(np.random.default_rng(0).random((37, 23)) < 0.3, dtype=np.uint8)
+    encoded = coco_mask.encode(random)
+    assert np.array_equal(rle_to_mask(encoded, 37, 23), random.astype(bool))
+    assert np.array_equal(rle_to_mask({**encoded, "counts": encoded["counts"].decode()}, 37, 23), random.astype(bool))
 
 
 def test_rle_is_column_major_and_polygons_cover_pixel_centres():
@@ -166,7 +172,10 @@ def test_malformed_annotation_files_are_named(coco_root, break_it, pattern):
     ([[0, 0, 4, 0, 4]], "polygon"),
     ({"counts": [14, 3, 3, 3, 20], "size": [H, W]}, "43 pixels"),
     ({"counts": [48], "size": [W, H]}, "RLE size"),
-    ({"counts": "Z1 6", "size": [H, W]}, "invalid character"),
+    ({"counts": "Z1 6", "size": [H, W]}, "malformed compressed RLE"),
+    ({"counts": "Z1", "size": [H, W]}, "do not re-encode"),  # 42 of the 48 pixels
+    ({"counts": [14, 3, -3, 3, 31], "size": [H, W]}, "non-negative"),
+    ([[0, 0, 4, 0]], "polygon"),  # pycocotools would read 4 numbers as a box
     ("not a segmentation", "polygon list or an RLE dict"),
 ])
 def test_malformed_segmentations_are_named(coco_root, segmentation, pattern):
@@ -186,3 +195,25 @@ def test_image_size_disagreeing_with_the_json_is_named(coco_root):
     _write(coco_root, content)
     with pytest.raises(ValueError, match="000000000042.jpg"):
         COCOSegmentation(str(coco_root), split="val2014")[2]
+
+
+def test_image_labels_are_the_non_crowd_instances_classes(coco_root):
+    content = _instances()
+    # A sliver that covers no pixel centre: no pixel in the mask, but the image holds a bicycle.
+    content["annotations"].append({"id": 7, "image_id": 42, "category_id": 2, "iscrowd": 0,
+                                   "segmentation": [[5.1, 0.1, 5.3, 0.1, 5.3, 0.3]]})
+    _write(coco_root, content)
+    sample = COCOSegmentation(str(coco_root), split="val2014")[2]
+    assert 2 not in np.unique(sample["mask"].numpy())
+    assert np.flatnonzero(sample["class_labels"].numpy()).tolist() == [0, 1, 2, 3, 12, 80]
+
+
+def test_file_checks_compare_images_with_the_annotation_file(coco_root):
+    dataset = COCOSegmentation(str(coco_root), split="val2014")
+    assert check_files(dataset, progress=False) == []
+    Image.fromarray(np.zeros((H + 1, W, 3), np.uint8)).save(coco_root / "val2014" / "COCO_val2014_000000000007.jpg")
+    os.remove(coco_root / "val2014" / "COCO_val2014_000000000009.jpg")
+    problems = check_files(dataset, progress=False)
+    assert len(problems) == 2
+    assert f"is {W}x{H + 1} but {coco_root / 'annotations' / 'instances_val2014.json'} says {W}x{H}" in problems[0]
+    assert problems[1].startswith("image not found") and "000000000009.jpg" in problems[1]

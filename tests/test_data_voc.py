@@ -1,5 +1,6 @@
 """The PASCAL VOC 2012 (+ SBD train_aug) reader on a tiny fixture in the standard layout."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -7,11 +8,24 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ial_ext.data import VOC_PALETTE, build_dataset
+from ial_ext.data import VOC_PALETTE, build_dataset, check_files, verify_datasets
 from ial_ext.data.normalization import mean_rgb_uint8
-from ial_ext.data.voc import VOCSegmentation
+from ial_ext.data.voc import VOC_CLASS_NAMES, VOCSegmentation
 
 HEIGHT, WIDTH = 20, 30
+
+
+def write_annotation(path, objects):
+    """A VOC XML annotation naming `objects` (class names), as the devkit writes them."""
+    entries = "".join(
+        f"<object><name>{name}</name><pose>Left</pose><truncated>0</truncated>"
+        f"<difficult>{k % 2}</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>"
+        + ("<part><name>head</name></part>" if name == "person" else "") + "</object>"
+        for k, name in enumerate(objects)
+    )
+    path.write_text(f"<annotation><folder>VOC2012</folder><filename>{path.stem}.jpg</filename>"
+                    f"<size><width>{WIDTH}</width><height>{HEIGHT}</height><depth>3</depth></size>"
+                    f"{entries}</annotation>")
 
 
 def _block_mask(seed):
@@ -24,7 +38,7 @@ def _block_mask(seed):
 @pytest.fixture
 def voc_root(tmp_path):
     base = tmp_path / "VOCdevkit" / "VOC2012"
-    for folder in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
+    for folder in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
         (base / folder).mkdir(parents=True)
     names = ["2007_000032", "2007_000039", "2008_000002"]
     rng = np.random.default_rng(0)
@@ -33,6 +47,9 @@ def voc_root(tmp_path):
         rgb = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
         Image.fromarray(rgb).save(base / "JPEGImages" / f"{name}.jpg", quality=95)
         masks[name] = _block_mask(k)
+        # The XML names the classes of the mask (the usual case; the tests below tell them apart).
+        present = sorted(set(np.unique(masks[name]).tolist()) - {0, 255})
+        write_annotation(base / "Annotations" / f"{name}.xml", [VOC_CLASS_NAMES[c] for c in present])
         palette_png = Image.fromarray(masks[name], mode="P")
         palette_png.putpalette(VOC_PALETTE.flatten().tolist())
         palette_png.save(base / "SegmentationClass" / f"{name}.png")
@@ -153,3 +170,59 @@ def test_bad_masks_are_named(voc_root):
     path.write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"2008_000002\.png"):
         VOCSegmentation(str(root), split="val")[0]
+
+
+def test_image_labels_come_from_the_xml_not_the_mask(voc_root):
+    root, base, masks = voc_root
+    # Objects the mask does not show (a difficult bottle; the person's "head" part is no class).
+    write_annotation(base / "Annotations" / "2007_000039.xml", ["bottle", "person", "bottle"])
+    labels = VOCSegmentation(str(root), split="train")[1]["class_labels"].numpy()
+    assert np.flatnonzero(labels).tolist() == [0, 5, 15]
+
+
+def test_training_needs_no_masks(voc_root):
+    root, base, _ = voc_root
+    shutil.rmtree(base / "SegmentationClassAug")
+    dataset = VOCSegmentation(str(root), split="train_aug", image_size=8)
+    sample = dataset[0]
+    assert np.all(sample["mask"].numpy() == 255) and sample["mask"].shape == (8, 8)
+    assert sample["class_labels"][0] == 1 and sample["class_labels"].sum() > 1
+    assert check_files(dataset, progress=False) == []
+
+
+def test_bad_annotations_are_all_named_in_one_error(voc_root):
+    root, base, _ = voc_root
+    (base / "Annotations" / "2007_000032.xml").write_text("<annotation><object><name>dog</name>")
+    write_annotation(base / "Annotations" / "2007_000039.xml", ["dog", "unicorn"])
+    with pytest.raises(ValueError) as error:
+        VOCSegmentation(str(root), split="train")
+    message = str(error.value)
+    assert "2 bad VOC annotation(s)" in message
+    assert "malformed XML annotation" in message and "2007_000032.xml" in message
+    assert "2007_000039.xml names unknown classes ['unicorn']" in message
+    os.remove(base / "Annotations" / "2008_000002.xml")
+    with pytest.raises(ValueError, match=r"image labels not found: .*2008_000002\.xml"):
+        VOCSegmentation(str(root), split="val")
+
+
+def test_file_checks_report_every_bad_file_together(voc_root):
+    root, base, _ = voc_root
+    train, val = VOCSegmentation(str(root), split="train"), VOCSegmentation(str(root), split="val")
+    assert check_files(train, progress=False) == [] and check_files(val, progress=False) == []
+    verify_datasets(train, val, progress=False)
+    os.remove(base / "JPEGImages" / "2007_000032.jpg")
+    Image.fromarray(np.zeros((HEIGHT, WIDTH, 3), np.uint8)).save(base / "SegmentationClass" / "2007_000039.png")
+    (base / "JPEGImages" / "2008_000002.jpg").write_bytes(b"no jpeg at all")
+    with pytest.raises(ValueError) as error:
+        verify_datasets(train, val, progress=False)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "3 bad file(s) in the data sets:"
+    assert "image not found" in lines[1] and "2007_000032.jpg" in lines[1]
+    assert "2007_000039.png has mode 'RGB'" in lines[2]
+    assert "cannot read image" in lines[3] and "2008_000002.jpg" in lines[3]
+    Image.fromarray(np.zeros((HEIGHT, WIDTH + 1), np.uint8), mode="L").save(
+        base / "SegmentationClass" / "2007_000039.png")
+    assert check_files(train, progress=False)[1].endswith(f"is {WIDTH + 1}x{HEIGHT}, its image "
+                                                          f"{base / 'JPEGImages' / '2007_000039.jpg'} is {WIDTH}x{HEIGHT}")
+    os.remove(base / "SegmentationClass" / "2007_000039.png")
+    assert "label mask not found" in check_files(train, progress=False)[1]

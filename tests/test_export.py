@@ -17,7 +17,7 @@ from ial_ext.data import IMAGENET_MEAN, IMAGENET_STD, VOC_PALETTE, SyntheticData
 from ial_ext.models import PairwiseNetwork, UnaryNetwork
 from ial_export import metadata
 from ial_export.deploy import main as deploy_main
-from ial_export.onnx_export import (
+from ial_ext.export import (
     export_checkpoint,
     export_modules,
     load_checkpoint_modules,

@@ -9,7 +9,8 @@ Label maps are painted from the instances: the categories, sorted by their COCO 
 1..80 (0 is background). Crowd regions (iscrowd=1) are painted 255 (ignore) first; ordinary
 instances are then painted from the largest to the smallest, so where instances overlap the smaller
 one wins, and between two of equal size the later one in the file. Instances thus win over crowd
-regions. Image labels are the classes left visible in the label map (255 excluded).
+regions. Segmentations are decoded with pycocotools. Image labels are the categories of the image's
+non-crowd instances, read from the annotation file (no mask is decoded for them).
 """
 import json
 import os
@@ -18,10 +19,11 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .coco_masks import decode_segmentation
+from .files import FileRecord
 from .geometry import check_fit_options, fit_to_square
 from .image_io import read_rgb
 from .palette import VOC_PALETTE
-from .sample import IGNORE_INDEX, make_sample
+from .sample import IGNORE_INDEX, make_sample, multi_hot
 
 COCO_SPLITS = ("train2014", "val2014")
 
@@ -78,6 +80,15 @@ class COCOSegmentation(Dataset):
             mask[region] = label
         return mask
 
+    def image_labels(self, image: dict) -> np.ndarray:
+        """Multi-hot labels of one image record: its non-crowd instances' classes."""
+        return multi_hot({label for label, crowd, _, _ in self.instances.get(image["id"], ()) if not crowd},
+                         self.num_classes)
+
+    def file_records(self) -> list:
+        return [FileRecord(os.path.join(self.image_dir, image["file_name"]), size=(image["height"], image["width"]),
+                           source=self.annotation_path) for image in self.images]
+
     def __getitem__(self, index: int) -> dict:
         image = self.images[index]
         path = os.path.join(self.image_dir, image["file_name"])
@@ -91,7 +102,7 @@ class COCOSegmentation(Dataset):
         if self.image_size is not None:
             rgb, mask = fit_to_square(rgb, mask, self.image_size, self.fit)
         size = "" if self.image_size is None else f"-px{self.image_size}{self.fit}"
-        return make_sample(rgb, mask, self.num_classes, index % len(self.images),
+        return make_sample(rgb, mask, self.image_labels(image), index % len(self.images),
                            f"coco-{self.split}-{image['id']}{size}")
 
 

@@ -1,12 +1,11 @@
-"""Decoding COCO segmentations (polygons, uncompressed and compressed RLE) without pycocotools.
+"""COCO segmentations (polygons, uncompressed and compressed RLE) -> masks, through pycocotools.
 
-Conventions (those of the COCO API): polygon coordinates are continuous, (0, 0) being the top-left
-corner of the top-left pixel, so a pixel is inside when its centre (x + 0.5, y + 0.5) is; RLE counts
-run over the image in column-major (Fortran) order, alternating background and foreground runs and
-starting with background.
+pycocotools rasterises and decodes as the COCO API defines; what it would not catch is checked
+here first, with an error that says what is wrong: its decoder trusts the run lengths (runs that
+fall short of the image leave pixels undefined) and it reads a 4-number polygon as a box.
 """
 import numpy as np
-from skimage.draw import polygon as fill_polygon
+from pycocotools import mask as coco_mask
 
 
 def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
@@ -19,15 +18,13 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
 
 
 def polygons_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
-    mask = np.zeros((height, width), dtype=bool)
+    if not polygons:
+        return np.zeros((height, width), dtype=bool)
     for polygon in polygons:
         if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
             raise ValueError("a polygon must be a flat list [x1, y1, x2, y2, ...] of at least 3 points")
-        xy = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-        # Shift by half a pixel: skimage tests integer pixel centres, COCO's centres sit at +0.5.
-        rows, cols = fill_polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape=(height, width))
-        mask[rows, cols] = True
-    return mask
+    rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
+    return coco_mask.decode(rle).astype(bool)
 
 
 def rle_to_mask(rle: dict, height: int, width: int) -> np.ndarray:
@@ -38,57 +35,27 @@ def rle_to_mask(rle: dict, height: int, width: int) -> np.ndarray:
         raise ValueError(f"RLE size {[rle_h, rle_w]} differs from the image's {[height, width]}")
     counts = rle["counts"]
     if isinstance(counts, (str, bytes)):
-        counts = decode_rle_string(counts)
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.ndim != 1 or (counts < 0).any():
+        compressed = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        return _decode_compressed(compressed)
+    runs = np.asarray(counts)
+    if runs.ndim != 1 or not np.issubdtype(runs.dtype, np.integer) or (runs < 0).any():
         raise ValueError("RLE counts must be a flat list of non-negative run lengths")
-    if counts.sum() != height * width:
-        raise ValueError(f"RLE runs cover {int(counts.sum())} pixels, the image has {height * width}")
-    values = np.arange(counts.size) % 2 == 1  # runs alternate background, foreground, ...
-    flat = np.repeat(values, counts)
-    return flat.reshape(width, height).T
+    if runs.sum() != height * width:
+        raise ValueError(f"RLE runs cover {int(runs.sum())} pixels, the image has {height * width}")
+    return coco_mask.decode(coco_mask.frPyObjects({"size": [height, width], "counts": runs.tolist()},
+                                                  height, width)).astype(bool)
 
 
-def decode_rle_string(text) -> list:
-    """COCO's compressed counts string -> list of run lengths.
-
-    Each count is written in 5-bit groups, least significant first, as characters offset by 48;
-    bit 0x20 says another group follows and bit 0x10 of the last group is the sign. From the
-    third count on, the string stores the difference to the count two places earlier.
-    """
-    data = text.encode("ascii") if isinstance(text, str) else bytes(text)
-    counts, position = [], 0
-    while position < len(data):
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= len(data):
-                raise ValueError("compressed RLE string ends in the middle of a count")
-            group = data[position] - 48
-            if not 0 <= group < 64:
-                raise ValueError(f"invalid character {chr(data[position])!r} in a compressed RLE string")
-            value |= (group & 0x1F) << shift
-            more = bool(group & 0x20)
-            position += 1
-            shift += 5
-            if not more and group & 0x10:
-                value -= 1 << shift  # sign-extend
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
-
-
-def encode_rle_string(counts) -> str:
-    """Inverse of decode_rle_string (used to write test fixtures and by users converting masks)."""
-    out = []
-    for m, count in enumerate(counts):
-        value = int(count) - (int(counts[m - 2]) if m > 2 else 0)
-        more = True
-        while more:
-            group = value & 0x1F
-            value >>= 5
-            more = value != -1 if group & 0x10 else value != 0
-            if more:
-                group |= 0x20
-            out.append(chr(group + 48))
-    return "".join(out)
+def _decode_compressed(rle: dict) -> np.ndarray:
+    try:
+        mask = coco_mask.decode(rle)
+    except ValueError as error:  # runs beyond the image, characters outside the code
+        raise ValueError(f"malformed compressed RLE counts {rle['counts'][:40]!r}: {error}") from error
+    # Runs that stop short of the image decode without complaint: the encoding of what was
+    # decoded then differs from the input (COCO's strings are pycocotools' own encoding).
+    if coco_mask.encode(np.asfortranarray(mask))["counts"] != rle["counts"]:
+        raise ValueError(
+            f"malformed compressed RLE counts {rle['counts'][:40]!r}: they do not re-encode to themselves "
+            "(runs that stop short of the image, or not pycocotools' encoding)"
+        )
+    return mask.astype(bool)

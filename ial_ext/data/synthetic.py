@@ -3,7 +3,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .palette import VOC_PALETTE
-from .sample import make_sample
+from .sample import labels_from_mask, make_sample
 from .synthetic_scene import class_appearances, render_scene
 
 # Bumped whenever render_scene changes its pixels, so caches keyed by `name` never mix versions.
@@ -79,4 +79,6 @@ class SyntheticDataset(Dataset):
         if index < 0:
             index += self.num_images
         rgb, mask = self.generate(index)
-        return make_sample(rgb, mask, self.num_classes, index, self.name_of(index))
+        # The generator draws the objects it paints: here the labels are the mask's classes.
+        labels = labels_from_mask(mask, self.num_classes)
+        return make_sample(rgb, mask, labels, index, self.name_of(index))

@@ -4,10 +4,15 @@ Expected layout (root may be the folder holding VOCdevkit, VOCdevkit itself, or 
 
     VOCdevkit/VOC2012/
         JPEGImages/<name>.jpg
+        Annotations/<name>.xml                  the image labels: every <object>'s <name>
         SegmentationClass/<name>.png            masks of train / val (palette PNGs, 255 = boundary)
         SegmentationClassAug/<name>.png         masks of train_aug (grey or palette PNGs, values 0..20, 255)
         ImageSets/Segmentation/{train,val}.txt
         ImageSets/Segmentation/train_aug.txt    the 10,582 names of VOC train + SBD minus VOC val
+
+Image labels come from the XML annotations, as PSA's cls_labels are made (every object, difficult
+and truncated ones too), never from the masks: training needs no mask. Masks serve for scoring
+only; without the split's mask folder every mask is unknown (all 255) and nothing is scored.
 
 SegmentationClassAug and train_aug.txt are the widely shared conversion of SBD (Hariharan et al.
 2011) to VOC's PNG format (as used by DeepLab, PSA, ...). List files hold one image per line,
@@ -15,13 +20,16 @@ either a bare name ("2007_000032") or a DeepLab-style line ("/JPEGImages/2007_00
 /SegmentationClassAug/2007_000032.png"), of which the first path's stem is taken.
 """
 import os
+import xml.etree.ElementTree as ElementTree
 
+import numpy as np
 from torch.utils.data import Dataset
 
+from .files import FileRecord
 from .geometry import check_fit_options, fit_to_square
-from .image_io import read_label_png, read_rgb
+from .image_io import read_image_and_mask
 from .palette import VOC_PALETTE
-from .sample import make_sample
+from .sample import make_sample, multi_hot
 
 VOC_CLASS_NAMES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -57,8 +65,21 @@ def read_name_list(path: str) -> list:
     return names
 
 
+def read_xml_labels(path: str, class_ids: dict) -> set:
+    """The class ids of the objects in one VOC XML annotation; ValueError naming the file if bad."""
+    try:
+        objects = ElementTree.parse(path).getroot().findall("object")
+    except ElementTree.ParseError as error:
+        raise ValueError(f"malformed XML annotation {path}: {error}") from error
+    names = [(entry.findtext("name") or "").strip() for entry in objects]
+    unknown = sorted(set(names) - set(class_ids))
+    if unknown:
+        raise ValueError(f"{path} names unknown classes {unknown}; VOC's are {sorted(class_ids)}")
+    return {class_ids[name] for name in names}
+
+
 class VOCSegmentation(Dataset):
-    """PASCAL VOC 2012 (21 classes); image labels are the classes present in each mask.
+    """PASCAL VOC 2012 (21 classes); image labels from Annotations/*.xml, masks for scoring only.
 
     image_size=None keeps native sizes (batch size 1, or a custom collate); an int resizes every
     image to image_size x image_size as `fit` says (see geometry.fit_to_square).
@@ -78,24 +99,47 @@ class VOCSegmentation(Dataset):
         self.image_size = image_size
         self.fit = fit
         self.palette = VOC_PALETTE
-        self.mask_dir = os.path.join(self.base, VOC_SPLITS[split])
-        if not os.path.isdir(self.mask_dir):
-            raise FileNotFoundError(f"mask folder for split {split!r} not found: {self.mask_dir}")
+        mask_dir = os.path.join(self.base, VOC_SPLITS[split])
+        self.mask_dir = mask_dir if os.path.isdir(mask_dir) else None
         self.names = read_name_list(os.path.join(self.base, "ImageSets", "Segmentation", f"{split}.txt"))
+        self.labels = self._read_labels()
+
+    def _read_labels(self) -> np.ndarray:
+        """(N, 21) float32 multi-hot labels from the XML annotations; one error lists every bad file."""
+        class_ids = {name: k for k, name in enumerate(self.class_names) if k > 0}
+        labels = np.zeros((len(self.names), self.num_classes), dtype=np.float32)
+        problems = []
+        for row, name in enumerate(self.names):
+            path = os.path.join(self.base, "Annotations", f"{name}.xml")
+            try:
+                labels[row] = multi_hot(read_xml_labels(path, class_ids), self.num_classes)
+            except FileNotFoundError:
+                problems.append(f"image labels not found: {path}")
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError(f"{len(problems)} bad VOC annotation(s) for split {self.split!r}:\n  "
+                             + "\n  ".join(problems))
+        return labels
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def image_path(self, name: str) -> str:
+        return os.path.join(self.base, "JPEGImages", f"{name}.jpg")
+
+    def mask_path(self, name: str):
+        return None if self.mask_dir is None else os.path.join(self.mask_dir, f"{name}.png")
+
+    def file_records(self) -> list:
+        return [FileRecord(self.image_path(name), self.mask_path(name)) for name in self.names]
+
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
-        rgb = read_rgb(os.path.join(self.base, "JPEGImages", f"{name}.jpg"))
-        mask_path = os.path.join(self.mask_dir, f"{name}.png")
-        mask = read_label_png(mask_path, self.num_classes)
-        if rgb.shape[:2] != mask.shape:
-            raise ValueError(f"mask {mask_path} is {mask.shape}, its image is {rgb.shape[:2]}")
+        rgb, mask = read_image_and_mask(self.image_path(name), self.mask_path(name), self.num_classes)
         if self.image_size is not None:
             rgb, mask = fit_to_square(rgb, mask, self.image_size, self.fit)
-        return make_sample(rgb, mask, self.num_classes, index % len(self.names), self.name_of(name))
+        return make_sample(rgb, mask, self.labels[index], index % len(self.names), self.name_of(name))
 
     def name_of(self, name: str) -> str:
         # A resized image is another picture for caches keyed by name (superpixels).

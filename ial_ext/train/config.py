@@ -20,8 +20,8 @@ def setting(default: Any, help: str):
 
 @dataclass
 class DataConfig:
-    dataset: str = setting("synthetic", "synthetic | voc | coco")
-    root: Optional[str] = setting(None, "data set directory (voc, coco)")
+    dataset: str = setting("synthetic", "synthetic | voc | coco | folder")
+    root: Optional[str] = setting(None, "data set directory (voc, coco, folder)")
     image_size: int = setting(64, "images are brought to image_size x image_size")
     train_images: int = setting(400, "training images of the synthetic set")
     val_images: int = setting(100, "validation images of the synthetic set")

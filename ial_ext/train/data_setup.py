@@ -11,7 +11,10 @@ from ..data import build_dataset
 from ..superpixels import SuperpixelCache, SuperpixelParams
 from .config import Config
 
-DEFAULT_SPLITS = {"synthetic": ("train", "val"), "voc": ("train_aug", "val"), "coco": ("train2014", "val2014")}
+DEFAULT_SPLITS = {
+    "synthetic": ("train", "val"), "voc": ("train_aug", "val"), "coco": ("train2014", "val2014"),
+    "folder": ("train", "val"),
+}
 IN_MEMORY_PIXELS = 50_000_000  # superpixel maps kept in memory below this many pixels in all
 
 

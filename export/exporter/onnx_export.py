@@ -6,7 +6,7 @@
 Route: ``torch.onnx.export(dynamo=True)`` with ``torch.ops.ial.spn_scan``
 translated by ``spn_onnx.spn_scan_onnx`` into an ONNX Scan; batch, height and
 width are dynamic. The written file carries the class names, palette and
-input normalisation in its metadata_props (see ``metadata.py``), which is all
+input normalisation in its metadata_props (see ``ial_export.metadata``), which is all
 the torch-free runner needs.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ import onnx
 import torch
 from torch import nn
 
-import ial_ext  # noqa: F401  (registers torch.ops.ial)
+from ial_export import metadata
+from ial_export.images import IMAGENET_MEAN, IMAGENET_STD
+from ial_export.palette import voc_palette
 
-from . import metadata
 from .deployment_model import DeploymentModel
-from .palette import voc_palette
 from .spn_onnx import spn_scan_onnx
 
 DEFAULT_OPSET = 18
@@ -99,8 +99,6 @@ def export_modules(
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
-    from ial_ext.data import IMAGENET_MEAN, IMAGENET_STD
-
     model = DeploymentModel(_cpu_copy(unary), _cpu_copy(pairwise) if pairwise is not None else None).eval()
     example = torch.randn(EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -132,7 +130,7 @@ def export_modules(
 def load_checkpoint_modules(checkpoint_path: str | os.PathLike) -> tuple[nn.Module, Optional[nn.Module], dict]:
     """(unary, pairwise or None, checkpoint dict) from a trainer checkpoint (``ial_ext.checkpoint/1``);
     the unary module includes the multi-scale inference the trainer evaluated it with."""
-    from ial_ext.train.checkpoint import load_segmenter
+    from ..train.checkpoint import load_segmenter
 
     return load_segmenter(os.fspath(checkpoint_path))
 

@@ -31,7 +31,7 @@ class ModelInfo:
     """How to feed the model and draw its output.
 
     Images go in as float32 (N, 3, H, W): RGB on the 0-1 scale, minus ``mean``, over ``std``
-    (per channel), exactly as ``ial_ext.data.normalize_image`` does at training time.
+    (per channel), with ``ial_export.images.normalize``, which training uses too.
     """
 
     class_names: tuple

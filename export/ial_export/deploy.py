@@ -19,8 +19,9 @@ from typing import Optional
 import numpy as np
 
 from . import metadata
+from .images import IMAGE_SUFFIXES, normalize, read_rgb
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+__all__ = ["main", "run", "load_model", "find_images", "output_names", "read_rgb", "save_label_png", "DeployError"]
 DEVICES = ("auto", "cpu", "cuda")
 EXIT_OK, EXIT_IMAGE_ERRORS, EXIT_USAGE = 0, 1, 2
 OVERLAY_SUFFIX = "_overlay"
@@ -68,6 +69,25 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+def shadowed_gpu_runtime() -> bool:
+    """True when onnxruntime-gpu is installed but the CPU package onnxruntime is too and its files
+    won: both install into the same folder, so the one written last decides the providers."""
+    from importlib import metadata as distributions
+
+    try:
+        distributions.distribution("onnxruntime-gpu")
+        distributions.distribution("onnxruntime")
+    except distributions.PackageNotFoundError:
+        return False
+    return "CUDAExecutionProvider" not in available_providers()
+
+
+SHADOWED_GPU_FIX = (
+    "onnxruntime-gpu is installed but the CPU package onnxruntime overwrote its files; "
+    "`pip install --force-reinstall --no-deps onnxruntime-gpu` puts the GPU build back"
+)
+
+
 def load_model(path: str, device: str = "auto", threads: int = 0, spinning: bool = True) -> LoadedModel:
     """Opens ``path`` with onnxruntime on the execution provider ``device`` asks for.
 
@@ -87,9 +107,10 @@ def load_model(path: str, device: str = "auto", threads: int = 0, spinning: bool
     options.log_severity_level = 3  # onnxruntime's own warnings (e.g. no GPU) go through our message
     wants_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available_providers()
     if device == "cuda" and not wants_cuda:
+        remedy = SHADOWED_GPU_FIX if shadowed_gpu_runtime() else "install onnxruntime-gpu or use --device cpu"
         raise DeployError(
             "--device cuda: this onnxruntime has no CUDAExecutionProvider "
-            f"(available: {', '.join(available_providers())}); install onnxruntime-gpu or use --device cpu"
+            f"(available: {', '.join(available_providers())}); {remedy}"
         )
     providers = (["CUDAExecutionProvider"] if wants_cuda else []) + ["CPUExecutionProvider"]
     if device == "auto":
@@ -122,7 +143,10 @@ def load_model(path: str, device: str = "auto", threads: int = 0, spinning: bool
 def describe_provider(provider: str, requested: str) -> str:
     if provider == "CUDAExecutionProvider":
         return "the GPU (onnxruntime CUDAExecutionProvider)"
-    why = " (no usable CUDA provider: onnxruntime-gpu and a GPU are needed)" if requested == "auto" else ""
+    why = ""
+    if requested == "auto":
+        why = f" ({SHADOWED_GPU_FIX})" if shadowed_gpu_runtime() else (
+            " (no usable CUDA provider: onnxruntime-gpu and a GPU are needed)")
     return f"the CPU (onnxruntime {provider}){why}"
 
 
@@ -159,26 +183,6 @@ def output_names(paths: Sequence[str]) -> list[str]:
             )
         first_of[stem] = path
     return stems
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """uint8 (H, W, 3), upright (EXIF orientation applied); ValueError naming the path if unreadable."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as error:  # PIL reports truncated/garbage files as these
-        raise ValueError(f"cannot read image {path}: {error}") from error
-
-
-def normalize(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 (H, W, 3) -> float32 (3, H, W): (rgb / 255 - mean) / std, as ial_ext.data.normalize_image."""
-    mean = np.asarray(mean, dtype=np.float32)
-    std = np.asarray(std, dtype=np.float32)
-    normalised = (rgb.astype(np.float32) / 255.0 - mean) / std
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 
 
 # ---------------------------------------------------------------- outputs
@@ -270,7 +274,7 @@ def run(model: LoadedModel, paths: list[str], output: str, *, overlay_alpha: Opt
     for path in progress(paths, show_progress, "ial-deploy"):
         try:
             rgb = read_rgb(path)
-        except ValueError as error:
+        except (OSError, ValueError) as error:
             report(path, str(error))
             continue
         if pending and (rgb.shape != pending[0][1].shape or len(pending) == batch_size):

@@ -3,7 +3,8 @@
 Model: what the trainer deploys by default, MultiScaleUnary(UnaryNetwork(21))
 (small backbone, scales 1 and 1.5 plus the mirror image) + PairwiseNetwork(21)
 (similarity gates; VOC's class count), seed 0, exported with
-ial_ext.export.export_modules. Each timed call goes
+ial_ext.export.export_modules, once with the default 12 shared gate maps and once with
+per-class gates (12C, the earlier default). Each timed call goes
 from a host float32 batch to host probabilities and labels (what the runner
 does), so the CUDA rows include the transfers both ways. Batch 1 gives the
 latency, batch 8 the throughput (images/s = 8 / time).
@@ -22,21 +23,22 @@ from .conftest import CPU_THREADS, device_sync, devices
 NUM_CLASSES = 21
 SIZES = [(1, 321, 321), (8, 321, 321), (1, 161, 161), (8, 161, 161)]
 IMPLEMENTATIONS = ["onnxruntime", "onnxruntime no-spin", "torch eager"]
+GATE_LAYOUTS = ["shared", "per_class"]
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=GATE_LAYOUTS)
+def exported(request, tmp_path_factory):
     from ial_ext.models import MultiScaleUnary, PairwiseNetwork, UnaryNetwork
     from ial_ext.export.deployment_model import DeploymentModel
     from ial_ext.export import export_modules
 
     torch.manual_seed(0)
     unary = MultiScaleUnary(UnaryNetwork(NUM_CLASSES)).eval()
-    pairwise = PairwiseNetwork(NUM_CLASSES).eval()
+    pairwise = PairwiseNetwork(NUM_CLASSES, gate_layout=request.param).eval()
     path = tmp_path_factory.mktemp("bench_export") / "model.onnx"
     export_modules(unary, pairwise, path, check=False)
-    return DeploymentModel(unary, pairwise).eval(), str(path)
+    return DeploymentModel(unary, pairwise).eval(), str(path), request.param
 
 
 def onnxruntime_session(path: str, device: str, spinning: bool = True):
@@ -68,7 +70,7 @@ CASES = [(impl, device) for impl in IMPLEMENTATIONS for device in ("cpu", "cuda"
 @pytest.mark.parametrize("impl,device", CASES, ids=[f"{i}-{d}" for i, d in CASES])
 @pytest.mark.parametrize("size", SIZES, ids=[f"{b}x3x{h}x{w}" for b, h, w in SIZES])
 def test_deployment_model(benchmark, exported, impl, device, size):
-    model, path = exported
+    model, path, gate_layout = exported
     if device not in (ort_devices() if impl.startswith("onnxruntime") else devices()):
         pytest.skip(f"{impl} has no {device} here")
     batch, height, width = size
@@ -88,8 +90,9 @@ def test_deployment_model(benchmark, exported, impl, device, size):
             probabilities.cpu(), labels.cpu()
             device_sync(device)
 
-    benchmark.group = f"deploy model {batch}x3x{height}x{width} {device}"
-    benchmark.extra_info.update(suite="export", impl=impl, device=device, size=list(size), batch=batch)
+    benchmark.group = f"deploy model {batch}x3x{height}x{width} {device} {gate_layout} gates"
+    benchmark.extra_info.update(suite="export", impl=impl, device=device, size=list(size), batch=batch,
+                                gates=gate_layout)
     slow = device == "cpu" and batch * height * width > 4 * 321 * 321
     benchmark.pedantic(run, rounds=3 if slow else 8, warmup_rounds=1)
 
@@ -103,15 +106,18 @@ def render_table(path: str) -> str:
         info = bench["extra_info"]
         if info.get("suite") != "export":
             continue
-        key = (info["device"], tuple(info["size"]))
+        key = (info["device"], tuple(info["size"]), info.get("gates", "per_class"))
         rows.setdefault(key, {})[info["impl"]] = (bench["stats"]["median"], bench["stats"]["min"], info["batch"])
-    header = ["device", "input"] + [f"{impl} ms (min)" for impl in IMPLEMENTATIONS]
+    header = ["device", "input", "gates"] + [f"{impl} ms (min)" for impl in IMPLEMENTATIONS]
     header += [f"{impl} img/s" for impl in IMPLEMENTATIONS]
     header += [f"{impl} / torch time" for impl in IMPLEMENTATIONS if impl != "torch eager"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (device, (batch, height, width)), row in sorted(rows.items(), key=lambda item: (item[0][0], item[0][1][1:],
-                                                                                           item[0][1][0])):
-        cells = [device, f"{batch}x3x{height}x{width}"]
+    def order(item):
+        (device, (batch, height, width), gates), _ = item
+        return device, (height, width), batch, GATE_LAYOUTS.index(gates)
+
+    for (device, (batch, height, width), gates), row in sorted(rows.items(), key=order):
+        cells = [device, f"{batch}x3x{height}x{width}", gates]
         for impl in IMPLEMENTATIONS:
             cells.append(f"{row[impl][0] * 1e3:.0f} ({row[impl][1] * 1e3:.0f})" if impl in row else "-")
         for impl in IMPLEMENTATIONS:

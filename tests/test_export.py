@@ -206,6 +206,27 @@ def test_export_modules_without_pairwise_and_with_custom_metadata(tmp_path):
     assert unary.conv.weight.device.type == "cpu" and unary.training  # the caller's module is untouched
 
 
+@pytest.mark.parametrize("gate_layout", ["shared", "per_class"])
+def test_both_gate_layouts_export_and_match_eager(gate_layout, tmp_path):
+    # The shared layout's (B, 3, H, W) gates broadcast over the classes inside the ONNX Scan.
+    torch.manual_seed(0)
+    num_classes = 4
+    unary = TinyUnary(num_classes)
+    pairwise = PairwiseNetwork(num_classes, width=8, gate_layout=gate_layout).eval()
+    with torch.no_grad():  # strong, image-dependent gates rather than the mild initialisation
+        pairwise.gates.weight.normal_(std=0.5)
+    report = export_modules(unary, pairwise, tmp_path / "model.onnx")
+    assert report.max_abs_probability_diff <= PROBABILITY_TOLERANCE
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = parity_images(2, 41, 57)
+    expected_probabilities, expected_labels = eager_reference(unary.eval(), pairwise, images)
+    probabilities, labels = session.run(None, {"images": images.numpy()})
+    assert np.abs(probabilities - expected_probabilities).max() <= PROBABILITY_TOLERANCE
+    assert (labels == expected_labels).mean() >= MIN_LABEL_AGREEMENT
+    scans = [node for node in onnx.load(tmp_path / "model.onnx").graph.node if node.op_type == "Scan"]
+    assert len(scans) == 4  # one per direction
+
+
 def test_export_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="opset must be >= 18"):
         export_modules(TinyUnary(2), None, tmp_path / "m.onnx", opset=17)

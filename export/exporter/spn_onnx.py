@@ -7,6 +7,10 @@ body. Everything that does not depend on the previous line -- the border
 masks, the (1 - a - b - c) x term -- is computed once, outside the loop, so
 the body is only two shifts (Pad), three products and three sums.
 
+Both gate layouts translate alike: channel-shared gates (B, 3, H, W) give (T, B, 1, N)
+lines that the body's element-wise ops broadcast over the C channels of x, so the
+scan inputs of the shared layout are C times smaller.
+
 Used as ``custom_translation_table={torch.ops.ial.spn_scan.default: spn_scan_onnx}``.
 
 Formulations measured in onnxruntime 1.31 (CPU, 2 threads, 1 x 21 x 321 x 321, four

@@ -4,12 +4,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
-import torch
 
 from ial_ext.train.checkpoint import load_checkpoint, step_path
 from ial_ext.train.config import Config
 from ial_ext.train.em import run_em
+from ial_ext.train.label_store import LabelStore
 
 
 def tiny_config(output_dir, steps=2, **loop) -> Config:
@@ -54,7 +55,10 @@ def test_two_step_loop_writes_table_checkpoints_and_figures(tmp_path):
         assert (tmp_path / "figures" / f"step_{step}.png").is_file()
     state = load_checkpoint(step_path(str(tmp_path / "checkpoints"), 2))
     assert set(state["models"]) == {"unary", "region", "pairwise"}
-    assert state["labels"].shape == (8, 32, 32) and state["labels"].dtype == torch.uint8
+    # The checkpoint names the labels that supervise step 3; they are on disk, one PNG per image.
+    assert state["labels"] == os.path.join("labels", "step_2", "refined")
+    store = LabelStore(str(tmp_path / state["labels"]))
+    assert store.complete and store.read(7).shape == (32, 32) and store.read(7).dtype == np.uint8
 
 
 def test_resume_gives_the_uninterrupted_result(tmp_path):

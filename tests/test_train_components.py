@@ -14,11 +14,12 @@ from ial_ext.train.checkpoint import (
     step_path,
 )
 from ial_ext.train.config import Config, load_config
-from ial_ext.train.losses import mask_absent_classes, refined_map_loss, segmentation_loss
+from ial_ext.train.losses import refined_map_loss, segmentation_loss
 from ial_ext.train.metrics import ConfusionMatrix, affinity_energy
 from ial_ext.train.optim import poly_learning_rate
 from ial_ext.train.report import format_table, table_row
 from ial_ext.train.seeds import IGNORE_INDEX, seeds_from_cams
+from ial_ext.train.segmenter import mask_absent_classes
 
 
 def test_seeds_confident_regions_and_unknown_band():

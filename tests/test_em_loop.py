@@ -114,6 +114,26 @@ def test_two_processes_with_torchrun(tmp_path):
     rows = json.load(open(tmp_path / "table.json"))
     assert stages(rows) == [(0, "seeds"), (1, "unary"), (1, "mined"), (1, "pairwise")]
     assert result.stdout.count("step  stage") == 2  # rank 0 alone printed the table, after steps 0 and 1
+    # Each process wrote the labels of its own shard: together, every image.
+    store = LabelStore(str(tmp_path / "labels" / "step_1" / "refined"))
+    assert store.complete and all(store.read(index).shape == (32, 32) for index in range(8))
+
+
+def test_processes_exchange_score_counts_only(tmp_path, monkeypatch):
+    """The only collectives of the loop are sums of score counts, (C, C + 1) at most: no
+    label map of the data set travels between processes."""
+    from ial_ext.train.runtime import Runtime
+
+    sizes = []
+    original = Runtime.all_reduce
+
+    def recording(self, tensor):
+        sizes.append(tensor.numel())
+        return original(self, tensor)
+
+    monkeypatch.setattr(Runtime, "all_reduce", recording)
+    run_em(tiny_config(tmp_path, steps=1))
+    assert sizes and max(sizes) <= 4 * 5  # 4 classes: the (4, 5) confusion matrix
 
 
 def test_ial_infer_writes_palette_label_maps(tmp_path):

@@ -81,7 +81,7 @@ def fit(
         if checkpoints is not None and done % CHECKPOINT_CHECKED_EVERY == 0 and done < optim.iterations:
             if checkpoints.due():
                 checkpoints.save(phase, {
-                    "network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+                    "network": {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()},
                     "optimizer": optimizer.state_dict(),
                     "rng": rng_state(),
                 })

@@ -1,10 +1,8 @@
 """Where a run executes: device, process group (torchrun), progress bars, seeded loaders, collectives."""
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
@@ -47,14 +45,6 @@ class Runtime:
 
     def bar(self, iterable=None, **kwargs):
         return tqdm(iterable, disable=not (self.progress and self.is_main), dynamic_ncols=True, **kwargs)
-
-    @contextlib.contextmanager
-    def timed(self, phase: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
 
     def log_timings(self, heading: str) -> None:
         """Logs and clears the phase times gathered since the last call."""

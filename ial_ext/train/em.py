@@ -16,6 +16,7 @@ import os
 import time
 from typing import Callable, Optional
 
+import numpy as np
 from torch import nn
 
 from .checkpoint import LATEST, network_entry, rebuild, save_checkpoint, step_path
@@ -88,27 +89,27 @@ def em_step(loop: "Loop", step: int) -> None:
     unary = unary_inference(config, network)
     unary_maps = loop.labels("unary", lambda store: predict_unary_labels(runtime, unary, data, step, store))
     models = {"unary": network}
-    regions_stage, mined = "unary", None
+    stages = ["unary"]  # this step's label stores, in the order they are made; the last one supervises f_{t+1}
 
     if config.loop.mining:
-        superpixels = loop.superpixels
         region_networks = [
             loop.network(f"region/{fold}", lambda: train_region_network(
-                config, runtime, data, loop.store("unary", step), superpixels, step, fold, previous.get("region"), loop
+                config, runtime, data, loop.store("unary", step), loop.superpixels, step, fold,
+                previous.get("region"), loop,
             ))
             for fold in range(region_folds(config))
         ]
         mined = loop.labels("mined", lambda store: mine_confident_regions(
-            config, runtime, data, region_networks, superpixels, step, store
+            config, runtime, data, region_networks, loop.superpixels, step, store
         ))
         models["region"] = region_networks[-1]
-        regions_stage = "mined"
+        stages.append("mined")
 
-    final_stage, segmenter, energy = regions_stage, Segmenter(unary), None
+    segmenter = Segmenter(unary)
     if config.loop.pairwise:
         smoothness_superpixels = loop.superpixels if config.loop.smoothness else None
         pairwise = loop.network("pairwise", lambda: train_pairwise(
-            config, runtime, data, unary, loop.store(regions_stage, step), smoothness_superpixels, step,
+            config, runtime, data, unary, loop.store(stages[-1], step), smoothness_superpixels, step,
             previous.get("pairwise"), loop,
         ))
         segmenter = Segmenter(unary, pairwise)
@@ -117,17 +118,17 @@ def em_step(loop: "Loop", step: int) -> None:
         ))
         energy = loop.value("energy", lambda: mean_energy(runtime, data, segmenter, config.loop.energy_images))
         models["pairwise"] = pairwise
-        final_stage = "refined"
+        stages.append("refined")
     val_miou = loop.labels("val", lambda store: validate(runtime, loop.val_set, segmenter, store)).confusion.miou()
 
+    # The val mIoU belongs to the step's final output: the refined map, or the unary map without g.
     rows = [table_row(step, "unary", unary_maps.confusion.summary(), val_miou=None if config.loop.pairwise else val_miou)]
-    if mined is not None:
+    if config.loop.mining:
         rows.append(table_row(step, "mined", mined.confusion.summary()))
     if config.loop.pairwise:
         rows.append(table_row(step, "pairwise", refined.confusion.summary(), val_miou=val_miou, energy=energy))
-    loop.figure(step, {"unary": "unary", "mined": "mined" if mined is not None else None, "refined": (
-        "refined" if config.loop.pairwise else None)})
-    loop.finish_step(models, rows, final_stage,
+    loop.figure(step, stages)
+    loop.finish_step(models, rows, stages[-1],
                      unary_inference={"scales": list(config.model.scales()), "flip": config.model.unary_flip})
 
 
@@ -249,17 +250,14 @@ class Loop:
             json.dump(entries, handle, indent=1)
         os.replace(path + ".tmp", path)
 
-    def figure(self, step: int, stages: dict) -> Optional[str]:
+    def figure(self, step: int, stages: list) -> Optional[str]:
         """Figure 6 for the first run.figure_images training images: their labels, read back
-        from the stores of the seeds and of this step, and their ground truth."""
+        from the seeds' store and this step's `stages`, and their ground truth."""
         count = min(self.config.run.figure_images, len(self.train_set))
         if count == 0 or not self.runtime.is_main:
             return None
-        import numpy as np
-
         samples = [self.train_set[index] for index in range(count)]
-        stores = {"seeds": self.store("seeds", 0)}
-        stores.update({title: self.store(stage, step) for title, stage in stages.items() if stage is not None})
+        stores = {"seeds": self.store("seeds", 0), **{stage: self.store(stage, step) for stage in stages}}
         columns = {title: np.stack([store.read(index) for index in range(count)]) for title, store in stores.items()}
         columns["truth"] = np.stack([sample["mask"].numpy() for sample in samples])
         rgb = np.stack([sample["rgb"].numpy() for sample in samples])

@@ -29,6 +29,7 @@ NETWORKS = ("classifier", "unary", "region", "pairwise")
 # image seen: iterations x batch size), as the trainer's timings.json names them.
 PASSES = ("seeds labels", "unary labels", "mined labels", "refined labels")
 VAL_PHASES = ("val labels",)
+ENERGY_IMAGES = 16  # loop.energy_images
 
 
 def train_command(args, root: str, output: str) -> list[str]:
@@ -107,6 +108,8 @@ def measure(args, images: int) -> dict:
 
 
 def per_image(figure: dict, phase: str, args) -> str:
+    """Milliseconds per image the phase handled: the training set for a pass over it, the val
+    set, the energy's images, or iterations x batch size for a training phase."""
     seconds = figure["seconds"].get(phase)
     if seconds is None:
         return "-"
@@ -114,6 +117,8 @@ def per_image(figure: dict, phase: str, args) -> str:
         count = figure["images"]
     elif phase in VAL_PHASES:
         count = args.val_images
+    elif phase == "energy":
+        count = ENERGY_IMAGES
     else:
         count = args.iterations * args.batch_size
     return f"{1000 * seconds / count:.2f}"
@@ -121,11 +126,11 @@ def per_image(figure: dict, phase: str, args) -> str:
 
 def report(figures: list[dict], args) -> str:
     phases = sorted({phase for figure in figures for phase in figure["seconds"]})
-    header = ["N", "peak RSS (MB)", "checkpoint (MB)", "label store (MB)", "wall (s)"]
+    header = ["N", "peak RSS (MB)", "checkpoint (MB)", "label stores (B/image)", "wall (s)"]
     header += [f"{phase} (ms/img)" for phase in phases]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for figure in figures:
-        store = "-" if figure["label_store"] is None else f"{figure['label_store'] / 1e6:.1f}"
+        store = "-" if figure["label_store"] is None else f"{figure['label_store'] / figure['images']:.0f}"
         cells = [f"{figure['images']:,}", f"{figure['peak_rss'] / 1e6:.0f}", f"{figure['checkpoint'] / 1e6:.2f}",
                  store, f"{figure['wall']:.0f}"]
         cells += [per_image(figure, phase, args) for phase in phases]

@@ -130,7 +130,7 @@ class RunConfig:
     checkpoint_minutes: float = setting(
         10.0, "also checkpoint inside a phase at most this many minutes apart (0: every 10 iterations)"
     )
-    workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count")
+    workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device")
     figure_images: int = setting(4, "rows of the per-step figure")
     progress: bool = setting(True, "tqdm progress bars")
 

@@ -42,7 +42,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(args.root, "VOCdevkit")):
-        write_voc_layout(args.root, args.distinct, 1, args.image_size, 20, copies=math.ceil(args.images / args.distinct))
+        write_voc_layout(args.root, args.distinct, 1, min_side=args.image_size, max_side=args.image_size, classes=20,
+                         copies=math.ceil(args.images / args.distinct))
     dataset = VOCSegmentation(args.root, split="train_aug")
     first = timed_check(dataset, files.CHECK_THREADS)
     result = {"images": len(dataset), "image_size": args.image_size, "first_pass_s": first}

@@ -9,7 +9,7 @@ import argparse
 import sys
 import typing
 
-from .train.config import Config, apply_overrides, config_fields, load_config
+from .train.config import Config, apply_overrides, config_fields, load_settings
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -27,13 +27,20 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_arguments(arguments: argparse.Namespace) -> Config:
-    config = load_config(arguments.config) if arguments.config else Config()
-    overrides = {
-        name: getattr(arguments, name)
-        for name, _, _ in config_fields(config)
+    """The defaults, then the --config file, then the options. `train --run.resume` starts
+    from the run's saved settings instead of the defaults."""
+    settings = load_settings(arguments.config) if arguments.config else {}
+    settings.update(
+        (name, getattr(arguments, name))
+        for name, _, _ in config_fields(Config())
         if getattr(arguments, name, None) is not None
-    }
-    return apply_overrides(config, overrides)
+    )
+    config = apply_overrides(Config(), settings)
+    if getattr(arguments, "command", None) == "train" and config.run.resume:
+        from .train.run_folder import resumed_config
+
+        return resumed_config(config.run.output_dir, settings)
+    return config
 
 
 def _train(arguments: argparse.Namespace) -> int:

@@ -4,12 +4,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
-import torch
 
 from ial_ext.train.checkpoint import load_checkpoint, step_path
 from ial_ext.train.config import Config
 from ial_ext.train.em import run_em
+from ial_ext.train.label_store import LabelStore
 
 
 def tiny_config(output_dir, steps=2, **loop) -> Config:
@@ -54,7 +55,10 @@ def test_two_step_loop_writes_table_checkpoints_and_figures(tmp_path):
         assert (tmp_path / "figures" / f"step_{step}.png").is_file()
     state = load_checkpoint(step_path(str(tmp_path / "checkpoints"), 2))
     assert set(state["models"]) == {"unary", "region", "pairwise"}
-    assert state["labels"].shape == (8, 32, 32) and state["labels"].dtype == torch.uint8
+    # The checkpoint names the labels that supervise step 3; they are on disk, one PNG per image.
+    assert state["labels"] == os.path.join("labels", "step_2", "refined")
+    store = LabelStore(str(tmp_path / state["labels"]))
+    assert store.complete and store.read(7).shape == (32, 32) and store.read(7).dtype == np.uint8
 
 
 def test_resume_gives_the_uninterrupted_result(tmp_path):
@@ -110,6 +114,26 @@ def test_two_processes_with_torchrun(tmp_path):
     rows = json.load(open(tmp_path / "table.json"))
     assert stages(rows) == [(0, "seeds"), (1, "unary"), (1, "mined"), (1, "pairwise")]
     assert result.stdout.count("step  stage") == 2  # rank 0 alone printed the table, after steps 0 and 1
+    # Each process wrote the labels of its own shard: together, every image.
+    store = LabelStore(str(tmp_path / "labels" / "step_1" / "refined"))
+    assert store.complete and all(store.read(index).shape == (32, 32) for index in range(8))
+
+
+def test_processes_exchange_score_counts_only(tmp_path, monkeypatch):
+    """The only collectives of the loop are sums of score counts, (C, C + 1) at most: no
+    label map of the data set travels between processes."""
+    from ial_ext.train.runtime import Runtime
+
+    sizes = []
+    original = Runtime.all_reduce
+
+    def recording(self, tensor):
+        sizes.append(tensor.numel())
+        return original(self, tensor)
+
+    monkeypatch.setattr(Runtime, "all_reduce", recording)
+    run_em(tiny_config(tmp_path, steps=1))
+    assert sizes and max(sizes) <= 4 * 5  # 4 classes: the (4, 5) confusion matrix
 
 
 def test_ial_infer_writes_palette_label_maps(tmp_path):

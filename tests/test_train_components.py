@@ -14,11 +14,12 @@ from ial_ext.train.checkpoint import (
     step_path,
 )
 from ial_ext.train.config import Config, load_config
-from ial_ext.train.losses import mask_absent_classes, refined_map_loss, segmentation_loss
+from ial_ext.train.losses import refined_map_loss, segmentation_loss
 from ial_ext.train.metrics import ConfusionMatrix, affinity_energy
 from ial_ext.train.optim import poly_learning_rate
 from ial_ext.train.report import format_table, table_row
 from ial_ext.train.seeds import IGNORE_INDEX, seeds_from_cams
+from ial_ext.train.segmenter import mask_absent_classes
 
 
 def test_seeds_confident_regions_and_unknown_band():
@@ -168,3 +169,85 @@ def test_balanced_class_weights_are_median_frequency():
     torch.testing.assert_close(weights, torch.tensor([0.5, 1.0, 3.0, 1.0]))
     torch.testing.assert_close(balanced_class_weights(labels, 4, power=0.5), torch.tensor([0.5, 1.0, 3.0, 1.0]) ** 0.5)
     assert torch.equal(balanced_class_weights(torch.full((1, 3), IGNORE_INDEX), 2), torch.ones(2))
+
+
+def test_energy_of_shared_affinity_maps_is_the_per_class_energy_with_the_maps_repeated():
+    torch.manual_seed(1)
+    probabilities = torch.rand(2, 3, 5, 6, dtype=torch.float64).softmax(1)
+    shared = torch.randn(2, 12, 5, 6, dtype=torch.float64)
+    # (B, 12, H, W) -> (B, 12C, H, W): each of the 12 maps once per class, in [a | b | c] x C order.
+    per_class = shared.view(2, 12, 1, 5, 6).expand(2, 12, 3, 5, 6).reshape(2, 36, 5, 6)
+    torch.testing.assert_close(affinity_energy(probabilities, shared), affinity_energy(probabilities, per_class))
+    with pytest.raises(ValueError, match="shared by the classes"):
+        affinity_energy(probabilities, torch.randn(2, 24, 5, 6, dtype=torch.float64))
+
+
+def test_shuffled_batches_resume_anywhere_and_share_nothing_across_processes():
+    from ial_ext.train.sampling import ShuffledBatches
+
+    def take(sampler, count):
+        batches = iter(sampler)
+        return [next(batches) for _ in range(count)]
+
+    whole = take(ShuffledBatches(10, 3, seed=7), 9)  # 3 batches per epoch, 3 epochs
+    assert take(ShuffledBatches(10, 3, seed=7, start=4), 5) == whole[4:]
+    epoch = [position for batch in whole[:3] for position, _ in batch]
+    assert len(set(epoch)) == 9  # one epoch draws without replacement
+    assert whole[:3] != whole[3:6]  # each epoch has its own order
+    flips = [flip for batch in whole for _, flip in batch]
+    assert 0 < sum(flips) < len(flips)
+    shares = [take(ShuffledBatches(10, 2, seed=7, rank=rank, world_size=2), 2) for rank in (0, 1)]
+    drawn = [[position for batch in share for position, _ in batch] for share in shares]
+    assert not set(drawn[0]) & set(drawn[1])
+
+
+def test_fit_resumed_from_a_checkpoint_inside_the_phase_ends_with_the_same_weights(tmp_path):
+    """fit() killed after 10 of 30 iterations and resumed from its checkpoint: weights,
+    momentum, schedule position, RNG (the unary network's dropout) and data order (shuffled,
+    flipped) all carry over, so the network is the uninterrupted one, bit for bit."""
+    import copy
+
+    from ial_ext.data import SyntheticDataset
+    from ial_ext.models import UnaryNetwork
+    from ial_ext.train.config import OptimConfig
+    from ial_ext.train.fit import fit
+    from ial_ext.train.label_store import LabelStore
+    from ial_ext.train.runtime import Runtime
+    from ial_ext.train.views import TrainingView
+
+    dataset = SyntheticDataset("train", num_images=6, image_size=32, num_object_classes=2)
+    store = LabelStore(str(tmp_path / "labels"))
+    store.prepare("truth")
+    for index in range(len(dataset)):
+        store.write(index, dataset[index]["mask"].numpy().astype("uint8"))
+    optim = OptimConfig(iterations=30, batch_size=2, lr=0.05)
+
+    class Checkpoints:
+        def __init__(self, saved=None):
+            self.saved = saved
+
+        def resume(self, phase):
+            return self.saved
+
+        def due(self):
+            return True
+
+        def save(self, phase, state):
+            if self.saved is None:
+                self.saved = copy.deepcopy(state)  # the first one, at iteration 10
+
+    def train(checkpoints):
+        return fit(
+            Runtime(device=torch.device("cpu"), progress=False, seed=3), ("unary", 1),
+            lambda: UnaryNetwork(dataset.num_classes, backbone="small"), TrainingView(dataset, store), optim,
+            lambda model, batch: segmentation_loss(model(batch["image"]), batch["target"]), "unary",
+            checkpoints=checkpoints,
+        )
+
+    recorder = Checkpoints()
+    uninterrupted = train(recorder)
+    assert recorder.saved["optimizer"]["iteration"] == 10
+    torch.manual_seed(12345)  # whatever the process did before, the resumed phase restores its RNG
+    resumed = train(Checkpoints(recorder.saved))
+    for name, value in uninterrupted.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name

@@ -1,4 +1,9 @@
-"""Checkpoints of every network at every step: written atomically, verified when read."""
+"""Checkpoints: written atomically, verified when read, found again on resume.
+
+`checkpoints/latest.pt` is rewritten at the end of every phase and every `run.checkpoint_minutes`
+inside one; `checkpoints/step_<t>.pt` stays behind after each complete step t, for `ial evaluate`,
+`ial infer` and `ial export`. Both hold a `LoopState` (as a dict) and no labels.
+"""
 from __future__ import annotations
 
 import glob
@@ -9,7 +14,9 @@ from typing import Optional
 
 import torch
 
-FORMAT = "ial_ext.checkpoint/1"
+FORMAT = "ial_ext.checkpoint/2"
+READABLE_FORMATS = (FORMAT, "ial_ext.checkpoint/1")  # /1 embedded the labels; its networks still load
+LATEST = "latest.pt"
 
 
 class CorruptCheckpointError(ValueError):
@@ -19,6 +26,15 @@ class CorruptCheckpointError(ValueError):
 def network_entry(network: torch.nn.Module) -> dict:
     """What rebuilds a network: its constructor spec and its weights."""
     return {"spec": network.spec(), "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
+
+
+def rebuild(entry: dict) -> torch.nn.Module:
+    """The network of a `network_entry`, in eval mode."""
+    from ..models import build_model
+
+    network = build_model(entry["spec"])
+    network.load_state_dict(entry["state_dict"])
+    return network.eval()
 
 
 def save_checkpoint(path: str, state: dict) -> None:
@@ -39,15 +55,15 @@ def save_checkpoint(path: str, state: dict) -> None:
         raise
 
 
-def load_checkpoint(path: str) -> dict:
+def load_checkpoint(path: str, formats: tuple = (FORMAT,)) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, garbage bytes, pickle errors
         raise CorruptCheckpointError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CorruptCheckpointError(f"{path} is not an ial_ext checkpoint (format {FORMAT})")
+    if not isinstance(state, dict) or state.get("format") not in formats:
+        raise CorruptCheckpointError(f"{path} is not an ial_ext checkpoint (format {formats[0]})")
     return state
 
 
@@ -56,18 +72,33 @@ def step_path(directory: str, step: int) -> str:
 
 
 def latest_checkpoint(directory: str, report=print) -> Optional[dict]:
-    """The newest step checkpoint that loads; corrupt ones are reported and skipped."""
+    """The most advanced checkpoint that loads: `latest.pt`, unless the newest readable step
+    checkpoint is of a later step (a kill between the two writes); corrupt files are
+    reported and skipped."""
     steps = []
     for path in glob.glob(os.path.join(directory, "step_*.pt")):
         match = re.fullmatch(r"step_(\d+)\.pt", os.path.basename(path))
         if match:
             steps.append((int(match.group(1)), path))
+    newest_step = None
     for _, path in sorted(steps, reverse=True):
-        try:
-            return load_checkpoint(path)
-        except CorruptCheckpointError as error:
-            report(f"skipping {error}")
-    return None
+        newest_step = _load_or_report(path, report)
+        if newest_step is not None:
+            break
+    latest = _load_or_report(os.path.join(directory, LATEST), report)
+    if latest is None or (newest_step is not None and newest_step["step"] > latest["step"]):
+        return newest_step
+    return latest
+
+
+def _load_or_report(path: str, report) -> Optional[dict]:
+    if not os.path.isfile(path):
+        return None
+    try:
+        return load_checkpoint(path)
+    except CorruptCheckpointError as error:
+        report(f"skipping {error}")
+        return None
 
 
 def load_segmenter(path: str) -> tuple[torch.nn.Module, Optional[torch.nn.Module], dict]:
@@ -75,23 +106,18 @@ def load_segmenter(path: str) -> tuple[torch.nn.Module, Optional[torch.nn.Module
 
     The unary network comes wrapped in the multi-scale inference it was evaluated with
     (``unary_inference`` in the checkpoint), so it returns log-probabilities; pairwise is
-    None in the no-pairwise ablation.
+    None in the no-pairwise ablation. `Segmenter(unary, pairwise)` applies them.
     """
-    from ..models import MultiScaleUnary, build_model
+    from ..models import MultiScaleUnary
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, READABLE_FORMATS)
     models = state.get("models", {})
     if "unary" not in models:
         raise ValueError(
             f"{path} holds no unary network (it has {sorted(models)}; step 0 checkpoints hold only the "
             "classifier): use a checkpoint of step 1 or later"
         )
-    networks = {}
-    for name in ("unary", "pairwise"):
-        if name in models:
-            network = build_model(models[name]["spec"])
-            network.load_state_dict(models[name]["state_dict"])
-            networks[name] = network.eval()
+    networks = {name: rebuild(models[name]) for name in ("unary", "pairwise") if name in models}
     unary = networks["unary"]
     inference = state.get("unary_inference")
     if inference is not None:

@@ -34,7 +34,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = setting(
-        "small", "unary and region networks: small | small_local | resnet18 | resnet34 | resnet50 | resnet101"
+        "small", "unary and region networks: small | small_local | vgg16 | resnet18 | resnet34 | resnet50 | resnet101"
     )
     cam_backbone: str = setting("small_local", "CAM network (small_local keeps CAMs local on small images)")
     weights: Optional[str] = setting(
@@ -44,6 +44,9 @@ class ModelConfig:
     pairwise_width: int = setting(32, "channels of the pairwise guidance CNN")
     pairwise_gates: str = setting(
         "similarity", "pairwise gates: similarity (edge-aware from the start) | direct (SPN's)"
+    )
+    pairwise_gate_layout: str = setting(
+        "shared", "pairwise affinity maps: shared (the paper's 12, for all classes) | per_class (12 per class)"
     )
     unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's inference)")
     unary_flip: bool = setting(True, "also average the unary map over the mirror image")
@@ -123,7 +126,14 @@ class RunConfig:
     seed: int = setting(0, "seed of every random choice of the run")
     device: str = setting("auto", "auto | cpu | cuda")
     threads: int = setting(0, "torch CPU threads; 0 keeps torch's default")
-    resume: bool = setting(False, "continue from the last complete step in output_dir")
+    resume: bool = setting(
+        False, "continue the run in output_dir from its last checkpoint, with its saved settings"
+    )
+    overwrite: bool = setting(False, "start a fresh run in an output_dir that already holds one (its results go)")
+    checkpoint_minutes: float = setting(
+        10.0, "also checkpoint inside a phase at most this many minutes apart (0: every 10 iterations)"
+    )
+    workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device")
     figure_images: int = setting(4, "rows of the per-step figure")
     progress: bool = setting(True, "tqdm progress bars")
 
@@ -155,11 +165,19 @@ class Config:
         return config
 
     def save(self, path: str) -> None:
-        with open(path, "w") as handle:
+        """Written to a temporary file and renamed: a kill leaves the old file or the new one."""
+        temporary = f"{path}.tmp-{os.getpid()}"
+        with open(temporary, "w") as handle:
             json.dump(self.to_dict(), handle, indent=2)
+        os.replace(temporary, path)
 
 
 def load_config(path: str) -> Config:
+    return apply_overrides(Config(), load_settings(path))
+
+
+def load_settings(path: str) -> dict:
+    """The settings a JSON file spells out, as dotted names ('unary.lr') -> values."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
     try:
@@ -167,7 +185,9 @@ def load_config(path: str) -> Config:
             values = json.load(handle)
     except json.JSONDecodeError as error:
         raise ValueError(f"config file {path} is not valid JSON: {error}") from error
-    return Config.from_dict(values)
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a JSON object of sections")
+    return _flatten(values)
 
 
 def _flatten(values: dict, prefix: str = "") -> dict:

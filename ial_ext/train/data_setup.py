@@ -15,7 +15,6 @@ DEFAULT_SPLITS = {
     "synthetic": ("train", "val"), "voc": ("train_aug", "val"), "coco": ("train2014", "val2014"),
     "folder": ("train", "val"),
 }
-IN_MEMORY_PIXELS = 50_000_000  # superpixel maps kept in memory below this many pixels in all
 
 
 def build_datasets(config: Config) -> tuple[Dataset, Dataset]:
@@ -40,24 +39,16 @@ def build_datasets(config: Config) -> tuple[Dataset, Dataset]:
 
 
 class SuperpixelSource:
-    """index -> (H, W) int64 Felzenszwalb superpixels of a data set image, via the disk cache."""
+    """sample -> (H, W) int64 Felzenszwalb superpixels of its image, via the disk cache (never a
+    copy per image in memory: the cache's files are small and the OS keeps them at hand)."""
 
-    def __init__(self, dataset: Dataset, config: Config):
+    def __init__(self, config: Config):
         mining = config.mining
         params = SuperpixelParams(
             scale=mining.superpixel_scale, sigma=mining.superpixel_sigma, min_size=mining.superpixel_min_size
         )
         directory = mining.cache_dir or os.path.join(config.run.output_dir, "superpixels")
         self.cache = SuperpixelCache(directory, params)
-        self.dataset = dataset
-        size = config.data.image_size
-        self.memory: dict[int, Tensor] | None = {} if len(dataset) * size * size <= IN_MEMORY_PIXELS else None
 
-    def __call__(self, index: int) -> Tensor:
-        if self.memory is not None and index in self.memory:
-            return self.memory[index]
-        sample = self.dataset[index]
-        segments = torch.from_numpy(self.cache.get(sample["name"], sample["rgb"].numpy()))
-        if self.memory is not None:
-            self.memory[index] = segments
-        return segments
+    def __call__(self, sample: dict) -> Tensor:
+        return torch.from_numpy(self.cache.get(sample["name"], sample["rgb"].numpy()))

@@ -4,22 +4,34 @@ Step numbering follows the paper's Table 5: step 0 is the seeds Y0; step t train
 network f_t on the previous step's labels (Y0, then the refined maps alpha_p), mines the
 confident regions Y_t from its map, trains the pairwise network g_t on them, and refines
 alpha_p_t = G_t alpha_u_t (the E-step), which supervises f_{t+1}.
+
+Every phase of a step (a network trained, a pass over a data set) is run through `Loop`,
+which skips it when a resumed run had finished it and checkpoints after it; the training
+phases also checkpoint inside themselves every `run.checkpoint_minutes`.
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Optional
+import time
+from typing import Callable, Optional
 
-import torch
+import numpy as np
+from torch import nn
 
-from ..models import build_model
-from .checkpoint import latest_checkpoint, network_entry, save_checkpoint, step_path
+from .checkpoint import LATEST, network_entry, rebuild, save_checkpoint, step_path
+from ..data import verify_datasets
 from .config import Config
 from .data_setup import SuperpixelSource, build_datasets
-from .evaluation import ground_truth, mean_energy, score_labels, validation_miou
+from .evaluation import mean_energy, validate
 from .figures import save_step_figure
+from .label_store import LabelStore
+from .loop_state import LoopState
+from .passes import PassResult
 from .report import format_table, table_row, write_table
+from .run_folder import open_run
 from .runtime import Runtime, close_runtime, create_runtime
+from .segmenter import Segmenter
 from .steps import (
     generate_seeds,
     mine_confident_regions,
@@ -27,173 +39,242 @@ from .steps import (
     refine_with_pairwise,
     train_classifier,
     train_pairwise,
+    train_region_network,
     train_unary,
     unary_inference,
 )
-
-# Settings that may change between a run and its resumption without changing its results.
-RESUMABLE_CHANGES = {"run.resume", "run.progress", "run.threads", "run.device", "loop.steps"}
+from .steps.mining import region_folds
 
 
 def run_em(config: Config) -> list[dict]:
     """Runs (or resumes) the whole loop; returns the Table 5 rows."""
     runtime = create_runtime(config.run)
     try:
-        return _run(config, runtime)
+        train_set, val_set = build_datasets(config)
+        verify_datasets(train_set, val_set, progress=runtime.progress and runtime.is_main)
+        saved = open_run(config, runtime)
+        if saved is None:
+            state = LoopState(config.to_dict(), train_set.num_classes, list(train_set.class_names))
+        else:
+            state = LoopState.from_dict(saved)
+            runtime.log(f"resuming {describe_progress(state)} from {config.run.output_dir}")
+            runtime.log(format_table(state.rows))
+        loop = Loop(config, runtime, train_set, val_set, state)
+        if state.step < 0:
+            initialize(loop)
+        for step in range(state.step + 1, config.loop.steps + 1):
+            em_step(loop, step)
+        output = config.run.output_dir
+        runtime.log(f"table: {os.path.join(output, 'table.csv')}\nfigures: {os.path.join(output, 'figures')}")
+        return state.rows
     finally:
         close_runtime(runtime)
 
 
-def _run(config: Config, runtime: Runtime) -> list[dict]:
-    output = config.run.output_dir
-    checkpoints = os.path.join(output, "checkpoints")
-    train_set, val_set = build_datasets(config)
-    truth = ground_truth(train_set)
-    needs_superpixels = config.loop.mining or (config.loop.pairwise and config.loop.smoothness)
-    superpixels = SuperpixelSource(train_set, config) if needs_superpixels else None
-    if runtime.is_main:
-        os.makedirs(output, exist_ok=True)
-        config.save(os.path.join(output, "config.json"))
-
-    state = latest_checkpoint(checkpoints, runtime.log) if config.run.resume else None
-    if state is not None:
-        _check_resumable(state["config"], config)
-        runtime.log(f"resuming after step {state['step']} from {checkpoints}")
-        runtime.log(format_table(state["rows"]))
-    else:
-        if config.run.resume:
-            runtime.log(f"no checkpoint to resume from in {checkpoints}: starting at step 0")
-        state = initialize(config, runtime, train_set, truth)
-        _save_step(runtime, output, state)
-
-    for step in range(state["step"] + 1, config.loop.steps + 1):
-        state = em_step(config, runtime, train_set, val_set, truth, superpixels, state, step)
-        _save_step(runtime, output, state)
-    runtime.log(f"table: {os.path.join(output, 'table.csv')}\nfigures: {os.path.join(output, 'figures')}")
-    return state["rows"]
-
-
-def initialize(config: Config, runtime: Runtime, train_set, truth) -> dict:
+def initialize(loop: "Loop") -> None:
     """Step 0: the CAM network and the seeds Y0."""
-    with runtime.timed("classifier"):
-        classifier = train_classifier(config, runtime, train_set)
-    with runtime.timed("seeds"):
-        seeds = generate_seeds(config, runtime, classifier, train_set)
-    runtime.log_timings("step 0")
-    rows = [table_row(0, "seeds", score_labels(seeds, truth, train_set.num_classes))]
-    return {
-        "step": 0,
-        "config": config.to_dict(),
-        "num_classes": train_set.num_classes,
-        "class_names": list(train_set.class_names),
-        "models": {"classifier": network_entry(classifier)},
-        "labels": seeds,
-        "figure_seeds": seeds[: config.run.figure_images].clone(),
-        "rows": rows,
-    }
+    config, runtime, data = loop.config, loop.runtime, loop.train_set
+    classifier = loop.network("classifier", lambda: train_classifier(config, runtime, data, loop))
+    seeds = loop.labels("seeds", lambda store: generate_seeds(config, runtime, classifier, data, store))
+    loop.finish_step({"classifier": classifier}, [table_row(0, "seeds", seeds.confusion.summary())], "seeds")
 
 
-def em_step(config: Config, runtime: Runtime, train_set, val_set, truth, superpixels, state: dict, step: int) -> dict:
+def em_step(loop: "Loop", step: int) -> None:
     """One step t: f_t on the previous labels, Y_t mined from f_t, g_t on Y_t, then the E-step."""
-    num_classes = train_set.num_classes
-    previous = _networks(state) if config.loop.warm_start else {}
-    rows = list(state["rows"])
+    config, runtime, data = loop.config, loop.runtime, loop.train_set
+    previous = loop.state.previous_networks() if config.loop.warm_start else {}
+    supervision = loop.store_of(loop.state.labels)
 
-    with runtime.timed("unary"):
-        network = train_unary(config, runtime, train_set, state["labels"], step, previous.get("unary"))
-        unary = unary_inference(config, network)
-        unary_labels = predict_unary_labels(runtime, unary, train_set, step)
-    unary_val = None if config.loop.pairwise else validation_miou(runtime, val_set, unary)
-    rows.append(table_row(step, "unary", score_labels(unary_labels, truth, num_classes), val_miou=unary_val))
-    models = {"unary": network_entry(network)}
+    network = loop.network(
+        "unary", lambda: train_unary(config, runtime, data, supervision, step, previous.get("unary"), loop)
+    )
+    unary = unary_inference(config, network)
+    unary_maps = loop.labels("unary", lambda store: predict_unary_labels(runtime, unary, data, step, store))
+    models = {"unary": network}
+    stages = ["unary"]  # this step's label stores, in the order they are made; the last one supervises f_{t+1}
 
     if config.loop.mining:
-        with runtime.timed("mining"):
-            regions, region_network = mine_confident_regions(
-                config, runtime, train_set, unary_labels, superpixels, step, previous.get("region")
-            )
-        rows.append(table_row(step, "mined", score_labels(regions, truth, num_classes)))
-        models["region"] = network_entry(region_network)
-    else:
-        regions = unary_labels
+        region_networks = [
+            loop.network(f"region/{fold}", lambda: train_region_network(
+                config, runtime, data, loop.store("unary", step), loop.superpixels, step, fold,
+                previous.get("region"), loop,
+            ))
+            for fold in range(region_folds(config))
+        ]
+        mined = loop.labels("mined", lambda store: mine_confident_regions(
+            config, runtime, data, region_networks, loop.superpixels, step, store
+        ))
+        models["region"] = region_networks[-1]
+        stages.append("mined")
 
-    refined = None
+    segmenter = Segmenter(unary)
     if config.loop.pairwise:
-        with runtime.timed("pairwise"):
-            pairwise = train_pairwise(
-                config, runtime, train_set, unary, regions, superpixels, step, previous.get("pairwise")
-            )
-        with runtime.timed("E-step"):
-            refined = refine_with_pairwise(
-                runtime, unary, pairwise, train_set, step, config.loop.refined_confidence
-            )
-        rows.append(
-            table_row(
-                step,
-                "pairwise",
-                score_labels(refined, truth, num_classes),
-                val_miou=validation_miou(runtime, val_set, unary, pairwise),
-                energy=mean_energy(runtime, train_set, unary, pairwise, config.loop.energy_images),
-            )
-        )
-        models["pairwise"] = network_entry(pairwise)
+        smoothness_superpixels = loop.superpixels if config.loop.smoothness else None
+        pairwise = loop.network("pairwise", lambda: train_pairwise(
+            config, runtime, data, unary, loop.store(stages[-1], step), smoothness_superpixels, step,
+            previous.get("pairwise"), loop,
+        ))
+        segmenter = Segmenter(unary, pairwise)
+        refined = loop.labels("refined", lambda store: refine_with_pairwise(
+            runtime, segmenter, data, step, store, config.loop.refined_confidence
+        ))
+        energy = loop.value("energy", lambda: mean_energy(runtime, data, segmenter, config.loop.energy_images))
+        models["pairwise"] = pairwise
+        stages.append("refined")
+    val_miou = loop.labels("val", lambda store: validate(runtime, loop.val_set, segmenter, store)).confusion.miou()
 
-    if runtime.is_main:
-        _figure(config, train_set, truth, state["figure_seeds"], unary_labels, regions, refined, step)
-    runtime.log_timings(f"step {step}")
-    return {
-        **state,
-        "step": step,
-        "models": models,
-        "labels": refined if refined is not None else regions,
-        "rows": rows,
-        "unary_inference": {"scales": list(config.model.scales()), "flip": config.model.unary_flip},
-    }
-
-
-def _networks(state: dict) -> dict:
-    networks = {}
-    for name, entry in state["models"].items():
-        network = build_model(entry["spec"])
-        network.load_state_dict(entry["state_dict"])
-        networks[name] = network.eval()
-    return networks
-
-
-def _save_step(runtime: Runtime, output: str, state: dict) -> None:
-    """Checkpoint, then the table so far (CSV + JSON), printed too."""
-    if runtime.is_main:
-        save_checkpoint(step_path(os.path.join(output, "checkpoints"), state["step"]), state)
-        write_table(state["rows"], output)
-    runtime.log(format_table(state["rows"]))
-    runtime.barrier()
-
-
-def _check_resumable(saved: dict, config: Config) -> None:
-    current = config.to_dict()
-    changed = [
-        f"{section}.{key}"
-        for section, values in saved.items()
-        for key, value in values.items()
-        if current.get(section, {}).get(key) != value and f"{section}.{key}" not in RESUMABLE_CHANGES
-    ]
-    if changed:
-        raise ValueError(
-            "--resume with settings that differ from the checkpoint's: " + ", ".join(sorted(changed))
-        )
-
-
-def _figure(config, dataset, truth, seeds, unary_labels, regions, refined, step: int) -> Optional[str]:
-    count = min(config.run.figure_images, len(dataset))
-    if count == 0:
-        return None
-    rgb = torch.stack([dataset[i]["rgb"] for i in range(count)]).numpy()
-    columns = {"seeds": seeds[:count], "unary": unary_labels[:count]}
+    # The val mIoU belongs to the step's final output: the refined map, or the unary map without g.
+    rows = [table_row(step, "unary", unary_maps.confusion.summary(), val_miou=None if config.loop.pairwise else val_miou)]
     if config.loop.mining:
-        columns["mined"] = regions[:count]
-    if refined is not None:
-        columns["refined"] = refined[:count]
-    columns["truth"] = truth[:count]
-    columns = {title: labels.numpy() for title, labels in columns.items()}
-    path = os.path.join(config.run.output_dir, "figures", f"step_{step}.png")
-    return save_step_figure(path, rgb, columns, dataset.palette)
+        rows.append(table_row(step, "mined", mined.confusion.summary()))
+    if config.loop.pairwise:
+        rows.append(table_row(step, "pairwise", refined.confusion.summary(), val_miou=val_miou, energy=energy))
+    loop.figure(step, stages)
+    loop.finish_step(models, rows, stages[-1],
+                     unary_inference={"scales": list(config.model.scales()), "flip": config.model.unary_flip})
+
+
+class Loop:
+    """The loop's phases and checkpoints around a `LoopState`.
+
+    network(name, train) / labels(stage, run_pass) / value(name, compute) run a phase of the
+    step in progress unless the state says it is done, record its result and checkpoint. It
+    is also the `FitCheckpoints` of the training phases: resume(), due() and save().
+    """
+
+    def __init__(self, config: Config, runtime: Runtime, train_set, val_set, state: LoopState):
+        self.config = config
+        self.runtime = runtime
+        self.train_set = train_set
+        self.val_set = val_set
+        self.state = state
+        self.output = config.run.output_dir
+        needs_superpixels = config.loop.mining or (config.loop.pairwise and config.loop.smoothness)
+        self.superpixels = SuperpixelSource(config) if needs_superpixels else None
+        self.last_checkpoint = time.monotonic()
+
+    # -- phases of the step in progress -------------------------------------------------
+
+    def network(self, name: str, train: Callable[[], nn.Module]) -> nn.Module:
+        """The network of phase `name`: trained, or rebuilt from the state when resuming."""
+        if name not in self.state.done:
+            self._run_phase(name, lambda: network_entry(train()))
+        return rebuild(self.state.done[name]).to(self.runtime.device)
+
+    def labels(self, stage: str, run_pass: Callable[[LabelStore], PassResult]) -> PassResult:
+        """The scores of the pass writing labels/step_<t>/<stage>; run_pass(store) runs it."""
+        name = f"{stage} labels"
+        if name not in self.state.done:
+            store = self.store(stage, self.state.step + 1)
+            self._run_phase(name, lambda: {"store": self._relative(store), **run_pass(store).summary()})
+        return PassResult.from_summary(self.state.done[name])
+
+    def value(self, name: str, compute: Callable[[], float]):
+        if name not in self.state.done:
+            self._run_phase(name, compute)
+        return self.state.done[name]
+
+    def _run_phase(self, name: str, compute: Callable) -> None:
+        start = time.perf_counter()
+        result = compute()
+        seconds = time.perf_counter() - start
+        self.state.done[name] = result
+        self.state.fit = None
+        self.save()
+        phase = name.split("/")[0]
+        self.runtime.timings[phase] = self.runtime.timings.get(phase, 0.0) + seconds
+        self._record_timing(phase, seconds)
+
+    def finish_step(self, models: dict, rows: list, labels_stage: str, **extra) -> None:
+        """The step in progress is complete: its networks become the state's models, its
+        rows join the table, its last labels supervise the next step; step checkpoint."""
+        state = self.state
+        step = state.step + 1
+        state.models = {name: network_entry(network) for name, network in models.items()}
+        state.rows = state.rows + rows
+        state.labels = self._relative(self.store(labels_stage, step))
+        for key, value in extra.items():
+            setattr(state, key, value)
+        state.step, state.done, state.fit = step, {}, None
+        if self.runtime.is_main:
+            save_checkpoint(step_path(self._checkpoints(), step), state.to_dict())
+            self.save()
+            write_table(state.rows, self.output)
+        self.runtime.log_timings(f"step {step}")
+        self.runtime.log(format_table(state.rows))
+        self.runtime.barrier()
+
+    # -- label stores -------------------------------------------------------------------
+
+    def store(self, stage: str, step: int) -> LabelStore:
+        return LabelStore(os.path.join(self.output, "labels", f"step_{step}", stage))
+
+    def store_of(self, relative: str) -> LabelStore:
+        return LabelStore(os.path.join(self.output, relative))
+
+    def _relative(self, store: LabelStore) -> str:
+        return os.path.relpath(store.directory, self.output)
+
+    # -- checkpoints (FitCheckpoints for fit()) -----------------------------------------
+
+    def resume(self, phase: str) -> Optional[dict]:
+        fit = self.state.fit
+        return fit if fit is not None and fit["phase"] == phase else None
+
+    def due(self) -> bool:
+        elapsed = time.monotonic() - self.last_checkpoint
+        return self.runtime.agree(elapsed >= 60 * self.config.run.checkpoint_minutes)
+
+    def save(self, phase: Optional[str] = None, fit_state: Optional[dict] = None) -> None:
+        """Writes checkpoints/latest.pt; with a training phase's state when inside one."""
+        if phase is not None:
+            self.state.fit = {"phase": phase, **fit_state}
+            self.runtime.log(
+                f"checkpoint: step {self.state.step + 1}, {phase} at iteration {fit_state['optimizer']['iteration']}"
+            )
+        if self.runtime.is_main:
+            save_checkpoint(os.path.join(self._checkpoints(), LATEST), self.state.to_dict())
+        self.last_checkpoint = time.monotonic()
+
+    def _checkpoints(self) -> str:
+        return os.path.join(self.output, "checkpoints")
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def _record_timing(self, phase: str, seconds: float) -> None:
+        """Appends to timings.json (phase, step, seconds): what benchmarks/scale.py reads."""
+        if not self.runtime.is_main:
+            return
+        path = os.path.join(self.output, "timings.json")
+        entries = json.load(open(path)) if os.path.isfile(path) else []
+        entries.append({"step": self.state.step + 1, "phase": phase, "seconds": seconds})
+        with open(path + ".tmp", "w") as handle:
+            json.dump(entries, handle, indent=1)
+        os.replace(path + ".tmp", path)
+
+    def figure(self, step: int, stages: list) -> Optional[str]:
+        """Figure 6 for the first run.figure_images training images: their labels, read back
+        from the seeds' store and this step's `stages`, and their ground truth."""
+        count = min(self.config.run.figure_images, len(self.train_set))
+        if count == 0 or not self.runtime.is_main:
+            return None
+        samples = [self.train_set[index] for index in range(count)]
+        stores = {"seeds": self.store("seeds", 0), **{stage: self.store(stage, step) for stage in stages}}
+        columns = {title: np.stack([store.read(index) for index in range(count)]) for title, store in stores.items()}
+        columns["truth"] = np.stack([sample["mask"].numpy() for sample in samples])
+        rgb = np.stack([sample["rgb"].numpy() for sample in samples])
+        path = os.path.join(self.output, "figures", f"step_{step}.png")
+        return save_step_figure(path, rgb, columns, self.train_set.palette)
+
+
+def describe_progress(state: LoopState) -> str:
+    """Where a checkpoint stands, in words."""
+    step = state.step + 1
+    if not state.done and state.fit is None:
+        return f"after step {state.step}" if state.step >= 0 else "at the start"
+    text = f"inside step {step}"
+    if state.done:
+        text += f" (done: {', '.join(state.done)})"
+    if state.fit is not None:
+        text += f", {state.fit['phase']} at iteration {state.fit['optimizer']['iteration']}"
+    return text

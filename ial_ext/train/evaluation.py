@@ -1,51 +1,42 @@
-"""Table 5's measurements: label maps against the ground truth, networks on the val set."""
+"""Table 5's measurements on the networks: validation mIoU and the energy of Table 7."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .metrics import ConfusionMatrix, affinity_energy
+from .label_store import LabelStore
+from .metrics import affinity_energy
+from .passes import PassResult, fingerprint, label_pass, to_device
 from .runtime import Runtime
-from .steps.inference import to_device
-from .steps.pairwise import refined_probabilities
-from .steps.unary import unary_probabilities
+from .segmenter import Segmenter
+from .views import TrainingView
 
 
-def ground_truth(dataset: Dataset) -> Tensor:
-    """(N, H, W) uint8 masks, for evaluation only."""
-    return torch.stack([dataset[i]["mask"].to(torch.uint8) for i in range(len(dataset))])
-
-
-def score_labels(labels: Tensor, truth: Tensor, num_classes: int) -> dict:
-    """mIoU, precision and coverage of (N, H, W) labels (255 = unknown)."""
-    return ConfusionMatrix(num_classes).update(labels, truth).summary()
-
-
-@torch.no_grad()
-def validation_miou(runtime: Runtime, dataset: Dataset, unary, pairwise=None, batch_size: int = 16) -> float:
-    """mIoU on a held-out split at inference: no image labels, so no class masking."""
-    unary.eval()
-    matrix = ConfusionMatrix(dataset.num_classes)
-    loader = DataLoader(Subset(dataset, list(runtime.shard(len(dataset)))), batch_size=batch_size)
-    for batch in runtime.bar(loader, desc="val", leave=False):
-        batch = to_device(batch, runtime.device)
-        if pairwise is None:
-            probabilities = unary_probabilities(unary, batch["image"], None)
-        else:
-            pairwise.eval()
-            probabilities = refined_probabilities(unary, pairwise, batch["image"], None)
-        matrix.update(probabilities.argmax(1), batch["mask"])
-    runtime.gather(matrix.counts)
-    return matrix.miou()
+def validate(
+    runtime: Runtime, dataset: Dataset, segmenter: Segmenter, store: Optional[LabelStore] = None,
+    description: str = "val",
+) -> PassResult:
+    """The segmenter on a held-out split at inference, no image labels and so no class
+    masking; its predictions go to `store` when given. .confusion.miou() is the val mIoU."""
+    segmenter.eval()
+    return label_pass(
+        runtime,
+        TrainingView(dataset, with_mask=True),
+        lambda batch: segmenter(batch["image"]).argmax(1),
+        dataset.num_classes,
+        description,
+        store,
+        fingerprint(segmenter),
+    )
 
 
 @torch.no_grad()
-def mean_energy(runtime: Runtime, dataset: Dataset, unary, pairwise, count: int) -> float:
+def mean_energy(runtime: Runtime, dataset: Dataset, segmenter: Segmenter, count: int) -> float:
     """Average J(alpha_u) under the gates of g over the first `count` images (Table 7)."""
-    unary.eval()
-    pairwise.eval()
-    sample = Subset(dataset, range(min(count, len(dataset))))
+    segmenter.eval()
+    sample = Subset(TrainingView(dataset), range(min(count, len(dataset))))
     batch = to_device(next(iter(DataLoader(sample, batch_size=count))), runtime.device)
-    alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
-    return float(affinity_energy(alpha_u, pairwise.guidance(batch["image"])).mean())
+    alpha_u = segmenter.unary_probabilities(batch["image"], batch["class_labels"])
+    return float(affinity_energy(alpha_u, segmenter.pairwise.guidance(batch["image"])).mean())

@@ -9,9 +9,10 @@ from ..data import VOC_PALETTE, normalize_image
 from .checkpoint import load_segmenter
 from .config import Config
 from .data_setup import build_datasets
-from .evaluation import validation_miou
+from .evaluation import validate
 from .runtime import Runtime, pick_device
-from .steps.pairwise import refined_probabilities
+from .segmenter import Segmenter
+
 
 def evaluate_checkpoint(path: str, config: Config, split: str) -> dict:
     unary, pairwise, _ = load_segmenter(path)
@@ -19,10 +20,10 @@ def evaluate_checkpoint(path: str, config: Config, split: str) -> dict:
     dataset = val_set if split == "val" else train_set
     runtime = Runtime(device=pick_device(config.run.device, 0), progress=config.run.progress)
     unary.to(runtime.device)
-    scores = {"unary_miou": validation_miou(runtime, dataset, unary)}
+    scores = {"unary_miou": validate(runtime, dataset, Segmenter(unary)).confusion.miou()}
     if pairwise is not None:
         pairwise.to(runtime.device)
-        scores["pairwise_miou"] = validation_miou(runtime, dataset, unary, pairwise)
+        scores["pairwise_miou"] = validate(runtime, dataset, Segmenter(unary, pairwise)).confusion.miou()
     for name, value in scores.items():
         print(f"{split} {name}: {100 * value:.1f}")
     return scores
@@ -36,21 +37,14 @@ def infer_images(checkpoint: str, inputs: list[str], output: str, device: str = 
 
     paths = find_images(inputs)
     names = output_names(paths)
-    unary, pairwise, _ = load_segmenter(checkpoint)
     target = pick_device(device, 0)
-    unary.to(target)
-    if pairwise is not None:
-        pairwise.to(target)
+    segmenter = Segmenter(*load_segmenter(checkpoint)[:2]).to(target).eval()
     os.makedirs(output, exist_ok=True)
     written = []
     runtime = Runtime(device=target)
     for path, name in zip(runtime.bar(paths, desc="infer"), names):
         images = normalize_image(read_rgb(path))[None].to(target)
-        if pairwise is None:
-            probabilities = unary(images).softmax(1)
-        else:
-            probabilities = refined_probabilities(unary, pairwise, images, None)
         destination = os.path.join(output, name + ".png")
-        save_label_png(probabilities.argmax(1)[0].cpu().numpy(), VOC_PALETTE, destination)
+        save_label_png(segmenter.labels(images)[0].cpu().numpy(), VOC_PALETTE, destination)
         written.append(destination)
     return written

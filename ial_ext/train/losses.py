@@ -20,11 +20,23 @@ def segmentation_loss(logits: Tensor, target: Tensor, class_weights: Tensor | No
     return F.cross_entropy(logits, target, weight=class_weights, ignore_index=IGNORE_INDEX)
 
 
+def class_pixel_counts(labels: Tensor, num_classes: int) -> Tensor:
+    """(num_classes,) int64 pixels of each class in `labels` (any shape; 255 ignored)."""
+    flat = labels.reshape(-1).long()
+    return torch.bincount(flat[flat != IGNORE_INDEX], minlength=num_classes)[:num_classes]
+
+
 def balanced_class_weights(labels: Tensor, num_classes: int, power: float = 1.0) -> Tensor:
-    """Median-frequency weights (Eigen and Fergus 2015) of (N, H, W) labels, 255 ignored: a
-    class's pixels weigh (median_freq / freq)^power, so background, most of every image, no
-    longer drowns the object classes (power 0: no balancing). Classes without pixels get 1."""
-    counts = torch.bincount(labels[labels != IGNORE_INDEX].long().flatten(), minlength=num_classes)[:num_classes]
+    """Median-frequency weights of labels (255 ignored); see `class_weights_from_counts`."""
+    return class_weights_from_counts(class_pixel_counts(labels, num_classes), power)
+
+
+def class_weights_from_counts(counts: Tensor, power: float = 1.0) -> Tensor:
+    """Median-frequency weights (Eigen and Fergus 2015) from per-class pixel counts: a class's
+    pixels weigh (median_freq / freq)^power, so background, most of every image, no longer
+    drowns the object classes (power 0: no balancing). Classes without pixels get 1."""
+    counts = torch.as_tensor(counts)
+    num_classes = counts.numel()
     frequency = counts.double() / counts.sum().clamp_min(1)
     present = frequency > 0
     if not bool(present.any()):
@@ -50,8 +62,3 @@ def region_classification_loss(logits: Tensor, region_labels: Tensor) -> Tensor:
         return logits.sum() * 0
     return F.cross_entropy(flat_logits, flat_labels, ignore_index=-1)
 
-
-def mask_absent_classes(logits: Tensor, class_labels: Tensor) -> Tensor:
-    """Classes absent from an image's label set can never be predicted for it (the weak label)."""
-    present = class_labels[:, :, None, None] > 0
-    return logits.masked_fill(~present, torch.finfo(logits.dtype).min)

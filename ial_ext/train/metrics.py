@@ -17,21 +17,26 @@ class ConfusionMatrix:
     labelled pixels are. counts[t, p]: column num_classes holds the unknown predictions.
     """
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", counts: Tensor | None = None):
         self.num_classes = num_classes
-        self.counts = torch.zeros(num_classes, num_classes + 1, dtype=torch.int64)
+        if counts is None:
+            counts = torch.zeros(num_classes, num_classes + 1, dtype=torch.int64, device=device)
+        self.counts = counts
 
     def update(self, prediction: Tensor, truth: Tensor) -> "ConfusionMatrix":
+        """Adds one batch, on the device the counts live on."""
         if prediction.shape != truth.shape:
             raise ValueError(
                 f"prediction {tuple(prediction.shape)} and truth {tuple(truth.shape)} differ in shape"
             )
-        prediction = prediction.reshape(-1).long().cpu()
-        truth = truth.reshape(-1).long().cpu()
+        device = self.counts.device
+        prediction = prediction.reshape(-1).to(device, torch.int64)
+        truth = truth.reshape(-1).to(device, torch.int64)
         known = truth != IGNORE_INDEX
         truth, prediction = truth[known], prediction[known]
         prediction = torch.where(prediction == IGNORE_INDEX, self.num_classes, prediction)
-        if truth.numel() and (int(truth.max()) >= self.num_classes or int(prediction.max()) > self.num_classes):
+        outside = (truth < 0) | (truth >= self.num_classes) | (prediction < 0) | (prediction > self.num_classes)
+        if bool(outside.any()):
             raise ValueError(f"label outside 0..{self.num_classes - 1} (or 255)")
         index = truth * (self.num_classes + 1) + prediction
         self.counts += torch.bincount(index, minlength=self.counts.numel()).view_as(self.counts)
@@ -42,8 +47,8 @@ class ConfusionMatrix:
         return self
 
     def iou(self) -> Tensor:
-        """Per-class IoU; NaN for classes absent from both truth and prediction."""
-        counts = self.counts.double()
+        """Per-class IoU (CPU float64); NaN for classes absent from both truth and prediction."""
+        counts = self.counts.cpu().double()
         true_positive = counts.diag()
         union = counts.sum(1) + counts[:, : self.num_classes].sum(0) - true_positive
         return torch.where(union > 0, true_positive / union.clamp_min(1), torch.nan)
@@ -71,14 +76,18 @@ def affinity_energy(probabilities: Tensor, guidance: Tensor) -> Tensor:
 
     The weights w are the pairwise network's normalised SPN gates: each pixel is linked
     to its three neighbours of the previous column/row in each of the four scan
-    directions, one gate per class channel. The sum runs over those links and the C
-    channels and is divided by the number of pixels, so images of any size compare.
-    probabilities: (B, C, H, W); guidance: raw gates (B, 12C, H, W). Returns (B,).
+    directions. The sum runs over those links and the C channels and is divided by the
+    number of pixels, so images of any size compare. probabilities: (B, C, H, W);
+    guidance: raw gates (B, 12, H, W), the 12 affinity maps shared by every class, or
+    (B, 12C, H, W), one set per class. Returns (B,).
     """
     b, c, h, w = probabilities.shape
-    if guidance.shape != (b, 12 * c, h, w):
+    if guidance.dim() != 4 or guidance.shape[0] != b or guidance.shape[2:] != (h, w) or guidance.shape[1] not in (
+        12, 12 * c
+    ):
         raise ValueError(
-            f"affinity_energy: guidance must be {(b, 12 * c, h, w)}, got {tuple(guidance.shape)}"
+            f"affinity_energy: guidance must be {(b, 12, h, w)} (shared by the classes) or {(b, 12 * c, h, w)}, "
+            f"got {tuple(guidance.shape)}"
         )
     energy = probabilities.new_zeros(b)
     for direction, raw in enumerate(guidance.chunk(4, dim=1)):

@@ -31,3 +31,11 @@ class PolySGD:
         self.optimizer.step()
         self.iteration += 1
         return lr
+
+    def state_dict(self) -> dict:
+        """The schedule position and SGD's momentum buffers (for checkpoints inside a phase)."""
+        return {"iteration": self.iteration, "sgd": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration = int(state["iteration"])
+        self.optimizer.load_state_dict(state["sgd"])

@@ -1,49 +1,56 @@
-"""Training views of a data set: its samples joined with the current pseudo labels and
-superpixels, with a random horizontal flip applied to all of them alike."""
+"""Views of a data set for training and for passes: each sample joined with its pseudo labels
+(read from a label store) and its superpixels (computed from the decoded image itself, so an
+image is decoded once per pass), mirrored when the sampler says so."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .label_store import LabelStore
+
 
 class TrainingView(Dataset):
-    """Sample i of `base` plus `target` (from labels[i]) and `segments` (from superpixels(i)).
+    """Sample `indices[position]` of `base` with `target` (from the label store) and `segments`
+    (from superpixels(sample)).
 
-    labels: (N, H, W) uint8 pseudo labels, 255 unknown. superpixels: index -> (H, W) int64.
-    The ground-truth mask is dropped: training never sees it. With `indices`, the view
-    holds only those images (item["index"] stays the index into `base`).
+    Indexed by a position, or by a (position, flip) pair from `ShuffledBatches`, which mirrors
+    image, target and segments alike. The ground-truth mask is dropped unless `with_mask`
+    (passes score against it; training never sees it). item["index"] is the index into `base`.
     """
 
     def __init__(
         self,
         base: Dataset,
-        labels: Optional[Tensor] = None,
-        superpixels: Optional[Callable[[int], Tensor]] = None,
-        flip: bool = True,
+        labels: Optional[LabelStore] = None,
+        superpixels: Optional[Callable[[dict], Tensor]] = None,
         indices: Optional[Sequence[int]] = None,
+        with_mask: bool = False,
     ):
         self.base = base
-        self.indices = list(range(len(base))) if indices is None else [int(i) for i in indices]
+        self.indices = range(len(base)) if indices is None else torch.as_tensor(indices, dtype=torch.int64)
         self.labels = labels
         self.superpixels = superpixels
-        self.flip = flip
+        self.with_mask = with_mask
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> dict:
-        index = self.indices[position]
+    def __getitem__(self, key: Union[int, tuple]) -> dict:
+        position, flip = key if isinstance(key, tuple) else (key, False)
+        index = int(self.indices[position])
         sample = self.base[index]
         item = {"image": sample["image"], "class_labels": sample["class_labels"], "index": index}
+        if self.with_mask and "mask" in sample:
+            item["mask"] = sample["mask"]
         if self.labels is not None:
-            item["target"] = self.labels[index].long()
+            item["target"] = torch.from_numpy(self.labels.read(index)).long()
         if self.superpixels is not None:
-            item["segments"] = self.superpixels(index)
-        if self.flip and bool(torch.rand(()) < 0.5):
-            for key in ("image", "target", "segments"):
-                if key in item:
-                    item[key] = item[key].flip(-1)
+            item["segments"] = self.superpixels(sample)
+        if flip:
+            for name in ("image", "target", "segments", "mask"):
+                if name in item:
+                    item[name] = item[name].flip(-1)
         return item

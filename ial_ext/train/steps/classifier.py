@@ -1,39 +1,41 @@
 """Initialisation of Algorithm 1: a multi-label CAM network and the object seeds Y0."""
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ...models import CAMNetwork
 from ..config import Config
+from ..fit import FitCheckpoints, fit
+from ..label_store import LabelStore
 from ..losses import classification_loss
-from ..optim import PolySGD
+from ..passes import PassResult, fingerprint, label_pass
 from ..runtime import Runtime
 from ..seeds import seeds_from_cams, upsample_cams
 from ..views import TrainingView
-from .inference import label_maps
-from .iterations import run_iterations
 
 
-def train_classifier(config: Config, runtime: Runtime, dataset: Dataset) -> CAMNetwork:
+def train_classifier(
+    config: Config, runtime: Runtime, dataset: Dataset, checkpoints: Optional[FitCheckpoints] = None
+) -> CAMNetwork:
     """Trains the CAM network on image-level labels only (BCE, multi-label)."""
-    runtime.seed_everything("classifier")
     model_config = config.model
     weights = model_config.weights if model_config.cam_backbone == model_config.backbone else None
-    network = CAMNetwork(dataset.num_classes, backbone=model_config.cam_backbone, weights=weights)
-    model = runtime.wrap(network)
-    model.train()
-    optimizer = PolySGD(model.parameters(), config.classifier)
-    batches = runtime.training_batches(TrainingView(dataset), config.classifier.batch_size, "classifier")
-    run_iterations(
-        runtime, optimizer, batches, "classifier",
-        lambda batch: classification_loss(model(batch["image"]), batch["class_labels"]),
+    return fit(
+        runtime, ("classifier",),
+        lambda: CAMNetwork(dataset.num_classes, backbone=model_config.cam_backbone, weights=weights),
+        TrainingView(dataset), config.classifier,
+        lambda model, batch: classification_loss(model(batch["image"]), batch["class_labels"]),
+        "classifier", checkpoints=checkpoints,
     )
-    return network.eval()
 
 
-def generate_seeds(config: Config, runtime: Runtime, network: CAMNetwork, dataset: Dataset) -> Tensor:
-    """Y0: (N, H, W) uint8 seeds from the CAMs of each image's present classes, 255 unknown."""
+def generate_seeds(
+    config: Config, runtime: Runtime, network: CAMNetwork, dataset: Dataset, store: LabelStore
+) -> PassResult:
+    """Y0 into `store`: seeds from the CAMs of each image's present classes, 255 unknown."""
     network.eval()
 
     def predict(batch: dict) -> Tensor:
@@ -45,4 +47,5 @@ def generate_seeds(config: Config, runtime: Runtime, network: CAMNetwork, datase
             cams, batch["class_labels"], config.seeds.foreground_alpha, config.seeds.background_alpha
         )
 
-    return label_maps(runtime, dataset, predict, "seeds")
+    view = TrainingView(dataset, with_mask=True)
+    return label_pass(runtime, view, predict, dataset.num_classes, "seeds", store, fingerprint(network))

@@ -7,7 +7,7 @@ the rest become unknown.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,13 +17,13 @@ from torch.utils.data import Dataset
 from ...models import RegionConfidenceNetwork
 from ...ops import superpixel_pool
 from ..config import Config
+from ..fit import FitCheckpoints, fit
+from ..label_store import LabelStore
 from ..losses import region_classification_loss
-from ..optim import PolySGD
+from ..passes import PassResult, fingerprint, label_pass
 from ..runtime import Runtime
 from ..seeds import IGNORE_INDEX
 from ..views import TrainingView
-from .inference import label_maps
-from .iterations import run_iterations
 
 NOT_A_SAMPLE = -1
 
@@ -52,39 +52,81 @@ def rescore_regions(logits: Tensor, class_labels: Tensor, segments: Tensor, conf
     return torch.where(segments >= 0, pixel_label, torch.full_like(segments, IGNORE_INDEX))
 
 
+def region_folds(config: Config) -> int:
+    if config.mining.folds < 1:
+        raise ValueError(f"mining.folds must be >= 1, got {config.mining.folds}")
+    return config.mining.folds
+
+
+def train_region_network(
+    config: Config,
+    runtime: Runtime,
+    dataset: Dataset,
+    unary_labels: LabelStore,
+    superpixels: Callable[[dict], Tensor],
+    step: int,
+    fold: int,
+    previous: Optional[RegionConfidenceNetwork] = None,
+    checkpoints: Optional[FitCheckpoints] = None,
+) -> RegionConfidenceNetwork:
+    """The region confidence network of one fold, trained with eq. (9) on the superpixel
+    samples of the unary labels (with folds > 1, on the images outside the fold)."""
+    folds = region_folds(config)
+    training = None if folds == 1 else (torch.arange(len(dataset)) % folds != fold).nonzero().flatten()
+
+    def loss_of(model, batch: dict) -> Tensor:
+        segments = batch["segments"]
+        samples = region_samples(batch["target"], segments, dataset.num_classes, config.mining.sample_purity)
+        stride = getattr(model, "module", model).pooling_stride  # the network's, under DDP too
+        logits, pooled = _region_logits(model, batch["image"], segments, stride)
+        samples = torch.where(pooled, samples, torch.full_like(samples, NOT_A_SAMPLE))
+        return region_classification_loss(logits, samples)
+
+    return fit(
+        runtime, ("region", step, fold),
+        lambda: RegionConfidenceNetwork(
+            dataset.num_classes, backbone=config.model.backbone, weights=config.model.weights,
+            pooling_stride=config.mining.pooling_stride,
+        ),
+        TrainingView(dataset, unary_labels, superpixels, indices=training), config.region, loss_of,
+        f"step {step}: region network", previous=previous, checkpoints=checkpoints,
+    )
+
+
 def mine_confident_regions(
     config: Config,
     runtime: Runtime,
     dataset: Dataset,
-    unary_labels: Tensor,
-    superpixels: Callable[[int], Tensor],
+    networks: Sequence[RegionConfidenceNetwork],
+    superpixels: Callable[[dict], Tensor],
     step: int,
-    previous: Optional[RegionConfidenceNetwork] = None,
-) -> tuple[Tensor, RegionConfidenceNetwork]:
-    """Y_t (N, H, W) uint8 from the unary labels, and the (last) region confidence network."""
-    folds = config.mining.folds
-    if folds < 1:
-        raise ValueError(f"mining.folds must be >= 1, got {folds}")
-    fold_of = torch.arange(len(dataset)) % folds
-    regions = None
-    for fold in range(folds):
-        held_out = fold_of == fold if folds > 1 else torch.ones(len(dataset), dtype=torch.bool)
-        training = (~held_out).nonzero().flatten() if folds > 1 else None
-        network = _train_region_network(
-            config, runtime, dataset, unary_labels, superpixels, step, previous, training, fold
-        )
+    store: LabelStore,
+) -> PassResult:
+    """Y_t into `store`: every superpixel re-scored by the region network of its image's fold
+    (networks[index % folds]); those above mining.confidence keep their class."""
+    for network in networks:
+        network.eval()
 
-        def predict(batch: dict) -> Tensor:
-            segments = batch["segments"]
-            logits, pooled = _region_logits(network, batch["image"], segments)
-            scored = rescore_regions(logits, batch["class_labels"], segments, config.mining.confidence)
+    def predict(batch: dict) -> Tensor:
+        segments = batch["segments"]
+        fold_of = batch["index"].to(segments.device) % len(networks)
+        regions = torch.full_like(segments, IGNORE_INDEX)
+        for fold, network in enumerate(networks):
+            chosen = (fold_of == fold).nonzero().flatten()
+            if chosen.numel() == 0:
+                continue
+            logits, pooled = _region_logits(network, batch["image"][chosen], segments[chosen])
+            scored = rescore_regions(logits, batch["class_labels"][chosen], segments[chosen], config.mining.confidence)
             # A superpixel with no cell at the pooling stride has no features: unknown.
-            return torch.where(_gather_segments(pooled, segments), scored, torch.full_like(scored, IGNORE_INDEX))
+            regions[chosen] = torch.where(
+                _gather_segments(pooled, segments[chosen]), scored, torch.full_like(scored, IGNORE_INDEX)
+            )
+        return regions
 
-        view = TrainingView(dataset, superpixels=superpixels, flip=False, indices=held_out.nonzero().flatten())
-        fold_regions = label_maps(runtime, view, predict, f"step {step}: mine", rows=len(dataset))
-        regions = fold_regions if regions is None else torch.where(held_out[:, None, None], fold_regions, regions)
-    return regions, network
+    view = TrainingView(dataset, superpixels=superpixels, with_mask=True)
+    return label_pass(
+        runtime, view, predict, dataset.num_classes, f"step {step}: mine", store, fingerprint(*networks)
+    )
 
 
 def _region_logits(model, images: Tensor, segments: Tensor, pooling_stride: int | None = None):
@@ -107,30 +149,3 @@ def _region_logits(model, images: Tensor, segments: Tensor, pooling_stride: int 
 def _gather_segments(per_segment: Tensor, segments: Tensor) -> Tensor:
     """(B, K) values -> (B, H, W) by segment id (ids must be >= 0 where it matters)."""
     return per_segment.gather(1, segments.clamp_min(0).flatten(1)).view_as(segments)
-
-
-def _train_region_network(config, runtime, dataset, unary_labels, superpixels, step, previous, indices, fold):
-    runtime.seed_everything("region", step, fold)
-    network = RegionConfidenceNetwork(
-        dataset.num_classes,
-        backbone=config.model.backbone,
-        weights=config.model.weights,
-        pooling_stride=config.mining.pooling_stride,
-    )
-    if previous is not None:
-        network.load_state_dict(previous.state_dict())
-    model = runtime.wrap(network)
-    model.train()
-    optimizer = PolySGD(model.parameters(), config.region)
-    view = TrainingView(dataset, unary_labels, superpixels, indices=indices)
-    batches = runtime.training_batches(view, config.region.batch_size, "region", step, fold)
-
-    def loss_of(batch: dict) -> Tensor:
-        segments = batch["segments"]
-        samples = region_samples(batch["target"], segments, dataset.num_classes, config.mining.sample_purity)
-        logits, pooled = _region_logits(model, batch["image"], segments, network.pooling_stride)
-        samples = torch.where(pooled, samples, torch.full_like(samples, NOT_A_SAMPLE))
-        return region_classification_loss(logits, samples)
-
-    run_iterations(runtime, optimizer, batches, f"step {step}: region network", loss_of)
-    return network.eval()

@@ -1,0 +1,58 @@
+"""A trained model applied to images: the one place where unary and refined probabilities are
+computed, used by training (the pairwise network's input, the E-step), evaluation, `ial infer`
+and, through `Segmenter`, the exporter.
+
+    alpha_u = softmax(f(images))            (classes absent from the image labels get 0)
+    alpha_p = G alpha_u = g(images, alpha_u)
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .seeds import IGNORE_INDEX
+
+
+def mask_absent_classes(logits: Tensor, class_labels: Tensor) -> Tensor:
+    """Classes absent from an image's label set can never be predicted for it (the weak label)."""
+    present = class_labels[:, :, None, None] > 0
+    return logits.masked_fill(~present, torch.finfo(logits.dtype).min)
+
+
+def unary_probabilities(unary: nn.Module, images: Tensor, class_labels: Optional[Tensor] = None) -> Tensor:
+    """alpha_u (B, C, H, W): softmax of f's logits (or log-probabilities, as MultiScaleUnary
+    returns); with class_labels (B, C) multi-hot, absent classes get probability 0."""
+    logits = unary(images)
+    if class_labels is not None:
+        logits = mask_absent_classes(logits, class_labels)
+    return logits.softmax(dim=1)
+
+
+class Segmenter(nn.Module):
+    """The unary network f and, unless it is the no-pairwise ablation, the pairwise network g.
+
+    forward(images, class_labels=None) -> the final probabilities (B, C, H, W): alpha_p, or
+    alpha_u without g. With class_labels (training images) absent classes are masked; without
+    (validation, inference, export) every class competes. `unary` may be a UnaryNetwork
+    (logits) or its MultiScaleUnary wrapper (log-probabilities): the softmax is the same.
+    """
+
+    def __init__(self, unary: nn.Module, pairwise: Optional[nn.Module] = None):
+        super().__init__()
+        self.unary = unary
+        self.pairwise = pairwise
+
+    def unary_probabilities(self, images: Tensor, class_labels: Optional[Tensor] = None) -> Tensor:
+        return unary_probabilities(self.unary, images, class_labels)
+
+    def forward(self, images: Tensor, class_labels: Optional[Tensor] = None) -> Tensor:
+        alpha_u = self.unary_probabilities(images, class_labels)
+        return alpha_u if self.pairwise is None else self.pairwise(images, alpha_u)
+
+    def labels(self, images: Tensor, class_labels: Optional[Tensor] = None, confidence: float = 0.0) -> Tensor:
+        """(B, H, W) argmax of the final probabilities; pixels whose top probability is not
+        above `confidence` are unknown (255)."""
+        top, labels = self(images, class_labels).max(dim=1)
+        return labels.masked_fill(top <= confidence, IGNORE_INDEX) if confidence > 0 else labels

@@ -40,12 +40,12 @@ struct Setup {
   std::array<cpu::Tiling, kDirections> tiling;
   int64_t scan_scratch = 0;
 
-  Setup(const PropagateGeometry& g, int64_t arrays) {
+  Setup(const PropagateGeometry& g, bool backward) {
     for (int64_t d = 0; d < kDirections; ++d) {
       geo[d] = g.direction(d);
-      tiling[d] = cpu::choose_tiling(geo[d], sizeof(T), arrays);
-      scan_scratch = std::max({scan_scratch, kernels.forward_scratch(geo[d], tiling[d]),
-                               kernels.backward_scratch(geo[d], tiling[d])});
+      tiling[d] = cpu::choose_tiling(geo[d], sizeof(T), backward);
+      scan_scratch = std::max({scan_scratch, kernels.forward_scratch(geo[d], tiling[d], 1),
+                               kernels.backward_scratch(geo[d], tiling[d], 1)});
     }
   }
 };
@@ -66,7 +66,7 @@ void normalize_planes(const cpu::Kernels<T>& k, const T* guidance, const Propaga
 template <typename T>
 void scan_plane(const Setup<T>& s, int64_t d, const T* x, const T* normalized, T* h, T* scratch, int64_t hw) {
   const T* a = normalized + 3 * d * hw;
-  s.kernels.forward_plane({x, a, a + hw, a + 2 * hw}, h, s.geo[d], s.tiling[d], scratch);
+  s.kernels.forward({x, a, a + hw, a + 2 * hw}, h, s.geo[d], s.tiling[d], scratch);
 }
 
 template <typename T>
@@ -77,7 +77,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
   T* od = out.mutable_data_ptr<T>();
   const int64_t hw = g.scan.plane_size();
   const int64_t channels = g.scan.channels;
-  const Setup<T> s(g, 5);
+  const Setup<T> s(g, /*backward=*/false);
   at::parallel_for(0, g.scan.planes(), 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<T> buffer(s.scan_scratch + 13 * hw);
     T* normalized = buffer.data();
@@ -117,7 +117,7 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   const int64_t channels = g.scan.channels;
   const bool shared = g.scan.shared_gates;
   const GateLayout& layout = g.guidance;
-  const Setup<T> s(g, 10);
+  const Setup<T> s(g, /*backward=*/true);
 
   // Shared guidance: part 0 of a batch item sums its gate gradients into
   // grad_guidance, the other parts into `partial` (see ChannelParts).
@@ -149,9 +149,9 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
       s.kernels.route(grd + p * hw, h, static_cast<int>(d), routed, hw);
       const T* a = normalized + 3 * d * hw;
       T* ga = gates_out + out_layout.offset(0, ch, d);
-      s.kernels.backward_plane(
+      s.kernels.backward(
           {routed, xp, a, a + hw, a + 2 * hw, h[d], gxd + p * hw, ga, ga + out_layout.gate_stride,
-           ga + 2 * out_layout.gate_stride, d > 0, accumulate},
+           ga + 2 * out_layout.gate_stride, 1, d > 0, accumulate},
           s.geo[d], s.tiling[d], scratch);
     }
   };

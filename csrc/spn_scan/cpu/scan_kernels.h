@@ -316,23 +316,48 @@ inline int64_t tile_column(const ScanGeometry& geo, int64_t s0, int64_t k) {
   return geo.reverse ? geo.width - 1 - (s0 + k) : s0 + k;
 }
 
+// Where a tile move goes: into the lines, onto the plane, or onto the plane
+// keeping the larger of the two values (the max merge of spn_propagate).
+enum class Move { kToLines, kToPlane, kMaxToPlane };
+
+template <typename T>
+inline T larger(T a, T b) {
+  return a > b ? a : b;
+}
+
+// out = the larger of out and in (ties and NaN in `in` keep out), as the
+// merge of the tile scatter.
+template <typename T>
+void keep_larger(T* __restrict__ out, const T* __restrict__ in, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = in[i] > out[i] ? in[i] : out[i];
+  }
+}
+
 // Lines [k0, k1) of rows [i0, i1), one element at a time.
-template <typename T, bool kToLines>
+template <typename T, Move kMove>
 void move_tile_scalar(T* plane, const ScanGeometry& geo, int64_t s0, int64_t k0, int64_t k1, int64_t i0,
                       int64_t i1, T* lines, int64_t stride) {
   for (int64_t i = i0; i < i1; ++i) {
     T* row = plane + i * geo.width;
     for (int64_t k = k0; k < k1; ++k) {
       T& pixel = row[tile_column(geo, s0, k)];
-      if (kToLines) lines[k * stride + i] = pixel;
-      else pixel = lines[k * stride + i];
+      if constexpr (kMove == Move::kToLines) {
+        lines[k * stride + i] = pixel;
+      } else if constexpr (kMove == Move::kToPlane) {
+        pixel = lines[k * stride + i];
+      } else {
+        pixel = larger(lines[k * stride + i], pixel);
+      }
     }
   }
 }
 
 #ifdef IAL_CPU_AVX2
-// dst row m (m = 0..7) = column m of the 8x8 block at src. Strides are in
-// elements and may be negative (that reverses the order of the rows).
+// dst row m (m = 0..7) = column m of the 8x8 block at src (or the larger of
+// the two with kMaxToPlane). Strides are in elements and may be negative
+// (that reverses the order of the rows).
+template <Move kMove>
 inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
   __m256 r[8];
   for (int i = 0; i < 8; ++i) {
@@ -340,6 +365,10 @@ inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64
   }
   ial::simd::transpose8x8(r);
   for (int i = 0; i < 8; ++i) {
+    if constexpr (kMove == Move::kMaxToPlane) {
+      // max_ps(a, b) = a > b ? a : b, as larger().
+      r[i] = _mm256_max_ps(r[i], _mm256_loadu_ps(dst + i * dst_stride));
+    }
     _mm256_storeu_ps(dst + i * dst_stride, r[i]);
   }
 }
@@ -348,11 +377,12 @@ inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64
 // image is read or written in runs along its rows.
 constexpr int64_t kAheadBlocks = 2;
 
-template <bool kToLines>
+template <Move kMove>
 void move_tile_blocks(float* plane, const ScanGeometry& geo, int64_t s0, int64_t lines8, int64_t rows8,
                       float* lines, int64_t stride) {
   const int64_t w = geo.width;
   const int64_t line_step = geo.reverse ? -stride : stride;
+  constexpr int kWrite = kMove == Move::kToLines ? 0 : 1;
   // The hardware prefetchers do not run far enough ahead along the tile's
   // short row segments: fetch the rows kAheadBlocks row blocks ahead.
   const int64_t lo_col = geo.reverse ? tile_column(geo, s0, lines8 - 1) : tile_column(geo, s0, 0);
@@ -361,8 +391,8 @@ void move_tile_blocks(float* plane, const ScanGeometry& geo, int64_t s0, int64_t
       for (int64_t r = i + 8 * kAheadBlocks; r < i + 8 * (kAheadBlocks + 1); ++r) {
         const char* first = reinterpret_cast<const char*>(plane + r * w + lo_col);
         const char* last = reinterpret_cast<const char*>(plane + r * w + lo_col + lines8 - 1);
-        for (const char* q = first; q < last; q += kCacheLine) __builtin_prefetch(q, kToLines ? 0 : 1, 3);
-        __builtin_prefetch(last, kToLines ? 0 : 1, 3);
+        for (const char* q = first; q < last; q += kCacheLine) __builtin_prefetch(q, kWrite, 3);
+        __builtin_prefetch(last, kWrite, 3);
       }
     }
     for (int64_t j = 0; j < lines8; j += 8) {
@@ -372,10 +402,10 @@ void move_tile_blocks(float* plane, const ScanGeometry& geo, int64_t s0, int64_t
       const int64_t first_line = geo.reverse ? k + 7 : k;
       float* block = plane + i * w + tile_column(geo, s0, first_line);
       float* line = lines + first_line * stride + i;
-      if (kToLines) {
-        transpose8x8(block, w, line, line_step);
+      if constexpr (kMove == Move::kToLines) {
+        transpose8x8<kMove>(block, w, line, line_step);
       } else {
-        transpose8x8(line, line_step, block, w);
+        transpose8x8<kMove>(line, line_step, block, w);
       }
     }
   }
@@ -383,7 +413,7 @@ void move_tile_blocks(float* plane, const ScanGeometry& geo, int64_t s0, int64_t
 #endif
 
 // Moves the tile of steps [s0, s0 + count) between a plane and its lines.
-template <typename T, bool kToLines>
+template <typename T, Move kMove>
 void move_tile(T* plane, const ScanGeometry& geo, int64_t s0, int64_t count, T* lines, int64_t stride) {
   int64_t lines8 = 0;
   int64_t rows8 = 0;
@@ -391,22 +421,28 @@ void move_tile(T* plane, const ScanGeometry& geo, int64_t s0, int64_t count, T* 
   if constexpr (sizeof(T) == sizeof(float)) {
     lines8 = count / 8 * 8;
     rows8 = geo.height / 8 * 8;
-    move_tile_blocks<kToLines>(reinterpret_cast<float*>(plane), geo, s0, lines8, rows8,
-                               reinterpret_cast<float*>(lines), stride);
+    move_tile_blocks<kMove>(reinterpret_cast<float*>(plane), geo, s0, lines8, rows8,
+                            reinterpret_cast<float*>(lines), stride);
   }
 #endif
-  move_tile_scalar<T, kToLines>(plane, geo, s0, 0, lines8, rows8, geo.height, lines, stride);
-  move_tile_scalar<T, kToLines>(plane, geo, s0, lines8, count, 0, geo.height, lines, stride);
+  move_tile_scalar<T, kMove>(plane, geo, s0, 0, lines8, rows8, geo.height, lines, stride);
+  move_tile_scalar<T, kMove>(plane, geo, s0, lines8, count, 0, geo.height, lines, stride);
 }
 
 template <typename T>
 void gather_tile(const T* plane, const ScanGeometry& geo, int64_t s0, int64_t count, T* lines, int64_t stride) {
-  move_tile<T, true>(const_cast<T*>(plane), geo, s0, count, lines, stride);
+  move_tile<T, Move::kToLines>(const_cast<T*>(plane), geo, s0, count, lines, stride);
 }
 
+// Writes the tile's lines onto the plane, or with `merge_max` keeps the larger value.
 template <typename T>
-void scatter_tile(const T* lines, const ScanGeometry& geo, int64_t s0, int64_t count, T* plane, int64_t stride) {
-  move_tile<T, false>(plane, geo, s0, count, const_cast<T*>(lines), stride);
+void scatter_tile(const T* lines, const ScanGeometry& geo, int64_t s0, int64_t count, T* plane, int64_t stride,
+                  bool merge_max = false) {
+  if (merge_max) {
+    move_tile<T, Move::kMaxToPlane>(plane, geo, s0, count, const_cast<T*>(lines), stride);
+  } else {
+    move_tile<T, Move::kToPlane>(plane, geo, s0, count, const_cast<T*>(lines), stride);
+  }
 }
 
 // Fetches, for every row, the cache lines holding the tile of `tile` steps
@@ -484,12 +520,13 @@ inline Ahead ahead_backward(int64_t ch, int64_t s, int64_t s0, int64_t s1, int64
 template <typename T>
 int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels) {
   // Horizontal: gate, x and h tiles, and each channel's last line of the
-  // previous tile, padded, plus the pad before the first.
-  return geo.horizontal ? (5 * tiling.tile + channels) * padded_stride<T>(geo) + kPad<T> : 0;
+  // previous tile. Vertical: two rows of h per channel for merge_max.
+  const int64_t lines = geo.horizontal ? 5 * tiling.tile + channels : 2 * channels;
+  return lines * padded_stride<T>(geo) + kPad<T>;
 }
 
 template <typename T>
-void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling) {
+void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
   const int64_t w = geo.width;
@@ -497,6 +534,9 @@ void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, co
   const int64_t channels = in.channels;
   // Every channel runs a block of rows while its gate rows are in cache.
   const int64_t block = channels > 1 ? tiling.rows : steps;
+  // merge_max: the scan's rows go to two rows per channel, the output keeps the maximum.
+  const int64_t ls = padded_stride<T>(geo);
+  auto ring = [&](int64_t ch, int64_t s) { return scratch + kPad<T> + (2 * ch + (s & 1)) * ls; };
   for (int64_t s0 = 0; s0 < steps; s0 += block) {
     const int64_t s1 = s0 + block < steps ? s0 + block : steps;
     for (int64_t ch = 0; ch < channels; ++ch) {
@@ -514,6 +554,12 @@ void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, co
           }
         }
         const int64_t off = geo.position(s) * w;
+        if (in.merge_max) {
+          T* row = ring(ch, s);
+          forward_line(x + off, in.a + off, in.b + off, in.c + off, s == 0 ? nullptr : ring(ch, s - 1), row, n);
+          keep_larger(hc + off, row, n);
+          continue;
+        }
         const T* hp = s == 0 ? nullptr : hc + geo.position(s - 1) * w;
         forward_line(x + off, in.a + off, in.b + off, in.c + off, hp, hc + off, n);
       }
@@ -561,7 +607,7 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
         const int64_t off = k * ls;
         forward_line_padded(lx + off, la + off, lb + off, lc + off, hp, lh + off, n_vec);
       }
-      scatter_tile(lh, geo, s0, count, h + ch * hw, ls);
+      scatter_tile(lh, geo, s0, count, h + ch * hw, ls, in.merge_max);
       std::memcpy(last, lh + (count - 1) * ls, n * sizeof(T));
     }
   }
@@ -572,7 +618,7 @@ void forward(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tilin
   if (geo.horizontal) {
     forward_horizontal(in, h, geo, tiling, scratch);
   } else {
-    forward_vertical(in, h, geo, tiling);
+    forward_vertical(in, h, geo, tiling, scratch);
   }
 }
 
@@ -767,11 +813,32 @@ inline T magnitude(T v) {
   return v < T(0) ? -v : v;
 }
 
+// The loops below leave the first `done` positions to AVX2 code for float
+// (GCC keeps a branch in them, and random signs mispredict every other one).
+
 template <typename T>
 void normalize(
     const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ c,
     T* __restrict__ na, T* __restrict__ nb, T* __restrict__ nc, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t done = 0;
+#ifdef IAL_CPU_AVX2
+  if constexpr (sizeof(T) == sizeof(float)) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (; done + 8 <= n; done += 8) {
+      const __m256 av = _mm256_loadu_ps(reinterpret_cast<const float*>(a) + done);
+      const __m256 bv = _mm256_loadu_ps(reinterpret_cast<const float*>(b) + done);
+      const __m256 cv = _mm256_loadu_ps(reinterpret_cast<const float*>(c) + done);
+      const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_and_ps(av, abs_mask), _mm256_and_ps(bv, abs_mask)),
+                                       _mm256_and_ps(cv, abs_mask));
+      const __m256 m = _mm256_max_ps(sum, one);  // sum > 1 ? sum : 1
+      _mm256_storeu_ps(reinterpret_cast<float*>(na) + done, _mm256_div_ps(av, m));
+      _mm256_storeu_ps(reinterpret_cast<float*>(nb) + done, _mm256_div_ps(bv, m));
+      _mm256_storeu_ps(reinterpret_cast<float*>(nc) + done, _mm256_div_ps(cv, m));
+    }
+  }
+#endif
+  for (int64_t i = done; i < n; ++i) {
     const T s = magnitude(a[i]) + magnitude(b[i]) + magnitude(c[i]);
     const T m = s > T(1) ? s : T(1);
     na[i] = a[i] / m;
@@ -780,14 +847,57 @@ void normalize(
   }
 }
 
+// -1, 0 or 1, as torch's sign (the derivative of abs).
+template <typename T>
+inline T sign(T v) {
+  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
+}
+
+#ifdef IAL_CPU_AVX2
+inline __m256 sign8(__m256 v) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_sub_ps(_mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), one),
+                       _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ), one));
+}
+#endif
+
 // d(v / m)/dv with m = max(1, s), s = |a| + |b| + |c|: where s >= 1 (the
 // branch torch's clamp_min differentiates at s = 1), g_j / s - sign(v_j) *
-// sum_k g_k v_k / s^2; elsewhere the identity. sign(0) = 0, as torch's abs.
+// sum_k g_k v_k / s^2; elsewhere the identity.
 template <typename T>
 void normalize_backward(
     const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ c,
     T* __restrict__ ga, T* __restrict__ gb, T* __restrict__ gc, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t done = 0;
+#ifdef IAL_CPU_AVX2
+  if constexpr (sizeof(T) == sizeof(float)) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    auto at = [](T* p, int64_t i) { return reinterpret_cast<float*>(p) + i; };
+    auto in = [](const T* p, int64_t i) { return reinterpret_cast<const float*>(p) + i; };
+    for (; done + 8 <= n; done += 8) {
+      const __m256 av = _mm256_loadu_ps(in(a, done));
+      const __m256 bv = _mm256_loadu_ps(in(b, done));
+      const __m256 cv = _mm256_loadu_ps(in(c, done));
+      const __m256 gav = _mm256_loadu_ps(at(ga, done));
+      const __m256 gbv = _mm256_loadu_ps(at(gb, done));
+      const __m256 gcv = _mm256_loadu_ps(at(gc, done));
+      const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_and_ps(av, abs_mask), _mm256_and_ps(bv, abs_mask)),
+                                       _mm256_and_ps(cv, abs_mask));
+      const __m256 scaled = _mm256_cmp_ps(sum, one, _CMP_GE_OQ);
+      const __m256 inv = _mm256_div_ps(one, _mm256_blendv_ps(one, sum, scaled));
+      const __m256 dot = _mm256_and_ps(
+          _mm256_mul_ps(_mm256_fmadd_ps(gav, av, _mm256_fmadd_ps(gbv, bv, _mm256_mul_ps(gcv, cv))),
+                        _mm256_mul_ps(inv, inv)),
+          scaled);
+      _mm256_storeu_ps(at(ga, done), _mm256_fnmadd_ps(sign8(av), dot, _mm256_mul_ps(gav, inv)));
+      _mm256_storeu_ps(at(gb, done), _mm256_fnmadd_ps(sign8(bv), dot, _mm256_mul_ps(gbv, inv)));
+      _mm256_storeu_ps(at(gc, done), _mm256_fnmadd_ps(sign8(cv), dot, _mm256_mul_ps(gcv, inv)));
+    }
+  }
+#endif
+  for (int64_t i = done; i < n; ++i) {
     const T av = a[i];
     const T bv = b[i];
     const T cv = c[i];
@@ -795,37 +905,42 @@ void normalize_backward(
     const bool scaled = s >= T(1);
     const T inv = scaled ? T(1) / s : T(1);
     const T dot = scaled ? (ga[i] * av + gb[i] * bv + gc[i] * cv) * inv * inv : T(0);
-    const T sa = av > T(0) ? T(1) : (av < T(0) ? T(-1) : T(0));
-    const T sb = bv > T(0) ? T(1) : (bv < T(0) ? T(-1) : T(0));
-    const T sc = cv > T(0) ? T(1) : (cv < T(0) ? T(-1) : T(0));
-    ga[i] = ga[i] * inv - sa * dot;
-    gb[i] = gb[i] * inv - sb * dot;
-    gc[i] = gc[i] * inv - sc * dot;
+    ga[i] = ga[i] * inv - sign(av) * dot;
+    gb[i] = gb[i] * inv - sign(bv) * dot;
+    gc[i] = gc[i] * inv - sign(cv) * dot;
   }
 }
 
+// Which of the four scans is the first to reach their maximum (torch.max(dim)
+// routes the gradient to the first index of a tie), as 0..3. The running
+// argmax is kept in T so that the loop vectorises.
 template <typename T>
-void maximum(T* __restrict__ out, const T* __restrict__ h, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    out[i] = h[i] > out[i] ? h[i] : out[i];
-  }
-}
-
-// The first direction to reach the maximum takes the whole gradient, as
-// torch.max(dim) routes it to the first index of a tie.
-template <typename T>
-void route(const T* __restrict__ grad, const T* const* h, int direction, T* __restrict__ out, int64_t n) {
+void first_max(const T* const* h, uint8_t* __restrict__ which, int64_t n) {
   const T* __restrict__ h0 = h[0];
   const T* __restrict__ h1 = h[1];
   const T* __restrict__ h2 = h[2];
   const T* __restrict__ h3 = h[3];
   for (int64_t i = 0; i < n; ++i) {
     T best = h0[i];
-    int which = 0;
-    if (h1[i] > best) { best = h1[i]; which = 1; }
-    if (h2[i] > best) { best = h2[i]; which = 2; }
-    if (h3[i] > best) { which = 3; }
-    out[i] = which == direction ? grad[i] : T(0);
+    T index = T(0);
+    const bool over1 = h1[i] > best;
+    best = over1 ? h1[i] : best;
+    index = over1 ? T(1) : index;
+    const bool over2 = h2[i] > best;
+    best = over2 ? h2[i] : best;
+    index = over2 ? T(2) : index;
+    index = h3[i] > best ? T(3) : index;
+    which[i] = static_cast<uint8_t>(index);
+  }
+}
+
+// out = grad where `direction` is the first maximum, else 0.
+template <typename T>
+void route(const T* __restrict__ grad, const uint8_t* __restrict__ which, int direction, T* __restrict__ out,
+           int64_t n) {
+  const uint8_t wanted = static_cast<uint8_t>(direction);
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = which[i] == wanted ? grad[i] : T(0);
   }
 }
 
@@ -845,7 +960,7 @@ Kernels<T> make_kernels() {
   k.backward = &backward<T>;
   k.normalize = &normalize<T>;
   k.normalize_backward = &normalize_backward<T>;
-  k.maximum = &maximum<T>;
+  k.first_max = &first_max<T>;
   k.route = &route<T>;
   k.add = &add<T>;
   return k;

@@ -25,7 +25,8 @@ Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backwar
 
 // `channels` consecutive planes of x (plane k at x + k * H * W) scanned against
 // one set of gate planes: one plane with its own gates, or channels of one
-// batch item sharing theirs.
+// batch item sharing theirs. With merge_max the output keeps the larger of its
+// value and the scan's (the max merge of spn_propagate) instead of the scan.
 template <typename T>
 struct ScanInputs {
   const T* x;
@@ -33,6 +34,7 @@ struct ScanInputs {
   const T* b;
   const T* c;
   int64_t channels = 1;
+  bool merge_max = false;
 };
 
 // The backward operands of such a run: g, x, h and gx are planes like x; the
@@ -69,10 +71,10 @@ struct Kernels {
   void (*normalize)(const T* a, const T* b, const T* c, T* na, T* nb, T* nc, int64_t n);
   // In place: the gradient (ga, gb, gc) of the normalised gates becomes that of the raw ones.
   void (*normalize_backward)(const T* a, const T* b, const T* c, T* ga, T* gb, T* gc, int64_t n);
-  // out = max(out, h).
-  void (*maximum)(T* out, const T* h, int64_t n);
-  // out = grad where `direction` is the first of h[0..3] to reach the maximum, else 0.
-  void (*route)(const T* grad, const T* const* h, int direction, T* out, int64_t n);
+  // which = the first of h[0..3] to reach their maximum (0..3), as torch.max(dim) picks.
+  void (*first_max)(const T* const* h, uint8_t* which, int64_t n);
+  // out = grad where which == direction, else 0.
+  void (*route)(const T* grad, const uint8_t* which, int direction, T* out, int64_t n);
   // out += in.
   void (*add)(T* out, const T* in, int64_t n);
 };

@@ -24,22 +24,6 @@ namespace ial {
 namespace spn {
 namespace {
 
-// Kernel calls: one per plane with per-channel gates; with shared gates one per
-// (batch item, part of its channels), see ChannelParts.
-struct Calls {
-  cpu::ChannelParts parts;
-  int64_t count;
-  int64_t channels_per_call;  // at most
-};
-
-Calls calls_of(const ScanGeometry& geo) {
-  if (!geo.shared_gates) {
-    return {cpu::ChannelParts{geo.channels, geo.channels}, geo.planes(), 1};
-  }
-  const auto parts = cpu::channel_parts(geo.batch, geo.channels);
-  return {parts, geo.batch * parts.parts, (geo.channels + parts.parts - 1) / parts.parts};
-}
-
 template <typename T>
 at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const ScanGeometry& geo) {
   at::Tensor h = common::empty_output(x.sizes(), x.options());
@@ -50,17 +34,16 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const Sc
   const auto& kernels = cpu::scan_kernels<T>();
   const auto tiling = cpu::choose_tiling(geo, sizeof(T), /*backward=*/false);
   const auto layout = gate_layout(geo);
-  const Calls calls = calls_of(geo);
+  const auto calls = cpu::channel_calls(geo.batch, geo.channels, geo.shared_gates);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling, calls.channels_per_call));
+    cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels));
     for (int64_t call = begin; call < end; ++call) {
-      const int64_t b = call / calls.parts.parts;
-      const int64_t first = calls.parts.begin(call % calls.parts.parts);
-      const int64_t channels = calls.parts.end(call % calls.parts.parts) - first;
+      const int64_t b = calls.batch(call);
+      const int64_t first = calls.first(call);
       const int64_t p = b * geo.channels + first;
       const T* a = gd + layout.offset(b, first);
-      kernels.forward({xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, channels}, hd + p * hw,
-                      geo, tiling, scratch.data());
+      kernels.forward({xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, calls.channels(call)},
+                      hd + p * hw, geo, tiling, scratch.data());
     }
   });
   return h;
@@ -85,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   const auto& kernels = cpu::scan_kernels<T>();
   const auto tiling = cpu::choose_tiling(geo, sizeof(T), /*backward=*/true);
   const auto layout = gate_layout(geo);
-  const Calls calls = calls_of(geo);
+  const auto calls = cpu::channel_calls(geo.batch, geo.channels, geo.shared_gates);
   const auto& parts = calls.parts;
   // Shared gates: part 0 of every batch item writes its channels' sum to
   // grad_gates, the others to `partial`, added in order below.
@@ -98,18 +81,18 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
     return pd + (b * (parts.parts - 1) + part - 1) * gate_set;
   };
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling, calls.channels_per_call));
+    cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling, calls.max_channels));
     for (int64_t call = begin; call < end; ++call) {
-      const int64_t b = call / parts.parts;
-      const int64_t part = call % parts.parts;
-      const int64_t first = parts.begin(part);
+      const int64_t b = calls.batch(call);
+      const int64_t part = calls.part(call);
+      const int64_t first = calls.first(call);
       const int64_t p = b * geo.channels + first;
       const T* a = gatesd + layout.offset(b, first);
       T* ga = gate_gradient(b, part, first);  // a partial's planes lie gate_stride = H * W apart too
       const int64_t gs = layout.gate_stride;
       kernels.backward(
           {gd + p * hw, xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, hd + p * hw,
-           gxd + p * hw, ga, ga + gs, ga + 2 * gs, parts.end(part) - first},
+           gxd + p * hw, ga, ga + gs, ga + 2 * gs, calls.channels(call)},
           geo, tiling, scratch.data());
     }
   });

@@ -251,6 +251,9 @@ void backward_line_padded(const BackwardLine<T>& l, int64_t n, int64_t n_vec) {
 // Vertical scans read rows in place; the rows `kAheadLines` steps ahead are
 // prefetched because the five streams (four far-apart input planes and the
 // output) are more than the hardware prefetchers keep ahead of on their own.
+// With shared gates (several channels per call, gate rows in cache) the rows
+// to be written are fetched too: measured faster there, not with per-channel
+// gates, whose more streams already keep the prefetchers busy.
 
 constexpr int64_t kAheadLines = 4;
 constexpr int64_t kCacheLine = 64;
@@ -260,6 +263,15 @@ inline void prefetch_line(const T* p, int64_t n) {
   const char* bytes = reinterpret_cast<const char*>(p);
   for (int64_t off = 0; off < n * int64_t(sizeof(T)); off += kCacheLine) {
     __builtin_prefetch(bytes + off, 0, 3);
+  }
+}
+
+// The same for a row about to be written.
+template <typename T>
+inline void prefetch_line_for_writing(T* p, int64_t n) {
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < n * int64_t(sizeof(T)); off += kCacheLine) {
+    __builtin_prefetch(bytes + off, 1, 3);
   }
 }
 
@@ -547,6 +559,7 @@ void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, co
         if (next.step >= 0) {
           const int64_t row = geo.position(next.step) * w;
           prefetch_line(in.x + next.channel * hw + row, n);
+          if (channels > 1) prefetch_line_for_writing(h + next.channel * hw + row, n);
           if (next.channel == 0) {
             prefetch_line(in.a + row, n);
             prefetch_line(in.b + row, n);
@@ -692,6 +705,7 @@ void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, cons
                 prefetch_line(p.g + pn, n);
                 prefetch_line(p.x + pn, n);
                 prefetch_line(p.h + pn, n);
+                if (channels > 1) prefetch_line_for_writing(p.gx + pn, n);
                 if (next.channel == 0) {
                   prefetch_line(p.a + row, n);
                   prefetch_line(p.b + row, n);

@@ -64,6 +64,25 @@ def op_table(benchmarks, bandwidth, kind, ours="ial_ext"):
     return "\n".join(lines)
 
 
+def roofline_summary(benchmarks, bandwidth, kind, ours="ial_ext"):
+    """One row per (device, size, case): forward and forward+backward side by side."""
+    cells = defaultdict(dict)
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        if info.get("kind") != kind or info["impl"] != ours or info["device"] not in bandwidth:
+            continue
+        seconds = seconds_per_call(bench)
+        ratio = seconds * bandwidth[info["device"]] / info["bytes"]
+        key = (info["device"], tuple(info["size"]), info.get("case") or f"dir {info.get('direction', '')}")
+        cells[key][info["mode"]] = f"{seconds * 1e3:.2f} | {ratio:.2f}"
+    lines = ["| device | size | case | forward ms | x roofline | forward+backward ms | x roofline |",
+             "|---|---|---|---|---|---|---|"]
+    for (device, size, case), row in sorted(cells.items()):
+        lines.append(f"| {device} | {'x'.join(map(str, size))} | {case} | "
+                     f"{row.get('forward', '- | -')} | {row.get('forward+backward', '- | -')} |")
+    return "\n".join(lines)
+
+
 def main(path):
     data = load(path)
     benchmarks = data["benchmarks"]
@@ -83,6 +102,10 @@ def main(path):
     for kind in kinds:
         print(f"\n### {kind}\n")
         print(op_table(benchmarks, bandwidth, kind))
+    for kind in ("spn_scan", "spn_propagate"):
+        if kind in kinds and bandwidth:
+            print(f"\n### {kind}: forward and forward+backward against the roofline\n")
+            print(roofline_summary(benchmarks, bandwidth, kind))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,32 @@ def test_backward_matches_reference(shape, direction, dtype, layout):
             assert g.abs().max() == 0
 
 
+# Planes large enough that the CPU kernels split them: several horizontal tiles
+# (at most 128 columns each, the last one partial, rows not a multiple of 8) and
+# several vertical row blocks of shared gates (at most 256 rows each).
+TILED_SHAPES = [(2, 3, 19, 200), (1, 3, 300, 9)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", TILED_SHAPES)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tiled_planes_match_reference(shape, direction, dtype, layout):
+    x, gates = random_inputs(shape, layout=layout)
+    grad_h = torch.randn_like(x)
+    xs, gs = x.to(dtype).requires_grad_(), gates.to(dtype).requires_grad_()
+    h = spn_scan(xs, gs, direction)
+    got = torch.autograd.grad(h, (xs, gs), grad_h.to(dtype))
+    xr, gr = x.clone().requires_grad_(), gates.clone().requires_grad_()
+    href = spn_scan_reference(xr, gr, direction)
+    want = torch.autograd.grad(href, (xr, gr), grad_h)
+    for out, ref in zip((h, *got), (href, *want)):
+        if dtype == torch.float64:
+            torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+        else:
+            assert relative_error(out, ref) < 1e-5
+
+
 def test_first_line_is_input_and_border_gates_drop():
     x, gates = random_inputs((1, 1, 5, 6))
     h = spn_scan(x, gates, 0)

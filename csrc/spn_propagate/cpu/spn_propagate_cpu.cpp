@@ -1,19 +1,24 @@
-// The fused propagation on the CPU, one (batch item, channel) plane at a time
-// with everything else in per-thread buffers that stay in cache at the sizes
-// of the paper (a 321 x 321 plane is 412 KB):
+// The fused propagation on the CPU. Work is split into the scan kernels'
+// calls (one per plane with per-channel guidance, one per batch item and part
+// of its channels with shared guidance; see ChannelCalls), and everything but
+// the inputs and outputs stays in per-thread buffers:
 //
-// forward:  the plane's 12 gate maps are normalised into a buffer (once per
-//           batch item for shared gates, whose thread runs consecutive channels
-//           of one batch item), direction 0 is scanned into the output plane,
-//           directions 1-3 into one buffer each in turn, max-ed into it.
-// backward: the four scans are recomputed into four buffers (nothing but x and
-//           the guidance is saved); direction d gets the incoming gradient
-//           where it is the first to reach the maximum (torch.max's rule for
-//           ties), runs its reverse scan, adds its share of grad_x and writes
-//           (per channel) or adds (shared, see ChannelParts) the gradient of its
-//           normalised gates, which the normalisation's backward then maps to
-//           the raw guidance.
+// forward:  the call's 12 gate maps are normalised into a buffer (once per
+//           call), then each direction runs as one kernel call over the call's
+//           channels: direction 0 writes the output, directions 1-3 keep the
+//           larger of it and their scan (merge_max), so no scan is stored.
+// backward: channels go in groups (one channel per group with per-channel
+//           guidance; as many as keep the group's four scans and routed
+//           gradient within this core's share of the L3 with shared guidance).
+//           The four scans of the group are recomputed (nothing but x and the
+//           guidance is saved); direction d gets the incoming gradient where it
+//           is the first to reach the maximum (torch.max's rule for ties), runs
+//           its reverse scan over the group, adds its share of grad_x, and
+//           writes (first group) or adds (later groups, see ChannelParts) the
+//           gradient of its normalised gates, summed over the channels, which
+//           the normalisation's backward then maps to the raw guidance.
 #include "../spn_propagate.h"
+#include "../../common/cpu_features.h"
 #include "../../common/output_memory.h"
 #include "../../spn_scan/cpu/scan_kernels_api.h"
 #include "../../spn_scan/cpu/scan_runtime.h"
@@ -37,15 +42,20 @@ template <typename T>
 struct Setup {
   const cpu::Kernels<T>& kernels = cpu::scan_kernels<T>();
   std::array<ScanGeometry, kDirections> geo;
-  std::array<cpu::Tiling, kDirections> tiling;
+  std::array<cpu::Tiling, kDirections> tiling;           // forward scans
+  std::array<cpu::Tiling, kDirections> backward_tiling;  // reverse scans
   int64_t scan_scratch = 0;
 
-  Setup(const PropagateGeometry& g, int64_t arrays) {
+  // Scratch for kernel calls over up to `channels` channels.
+  Setup(const PropagateGeometry& g, bool backward, int64_t channels) {
     for (int64_t d = 0; d < kDirections; ++d) {
       geo[d] = g.direction(d);
-      tiling[d] = cpu::choose_tiling(geo[d], sizeof(T), arrays);
-      scan_scratch = std::max({scan_scratch, kernels.forward_scratch(geo[d], tiling[d]),
-                               kernels.backward_scratch(geo[d], tiling[d])});
+      tiling[d] = cpu::choose_tiling(geo[d], sizeof(T), false);
+      backward_tiling[d] = cpu::choose_tiling(geo[d], sizeof(T), true);
+      scan_scratch = std::max(scan_scratch, kernels.forward_scratch(geo[d], tiling[d], channels));
+      if (backward) {
+        scan_scratch = std::max(scan_scratch, kernels.backward_scratch(geo[d], backward_tiling[d], channels));
+      }
     }
   }
 };
@@ -63,10 +73,12 @@ void normalize_planes(const cpu::Kernels<T>& k, const T* guidance, const Propaga
   }
 }
 
+// Direction d's gates among the normalised planes.
 template <typename T>
-void scan_plane(const Setup<T>& s, int64_t d, const T* x, const T* normalized, T* h, T* scratch, int64_t hw) {
+cpu::ScanInputs<T> scan_inputs(const T* x, const T* normalized, int64_t d, int64_t channels, int64_t hw,
+                               bool merge_max) {
   const T* a = normalized + 3 * d * hw;
-  s.kernels.forward_plane({x, a, a + hw, a + 2 * hw}, h, s.geo[d], s.tiling[d], scratch);
+  return {x, a, a + hw, a + 2 * hw, channels, merge_max};
 }
 
 template <typename T>
@@ -76,31 +88,35 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
   const T* gd = guidance.const_data_ptr<T>();
   T* od = out.mutable_data_ptr<T>();
   const int64_t hw = g.scan.plane_size();
-  const int64_t channels = g.scan.channels;
-  const Setup<T> s(g, 5);
-  at::parallel_for(0, g.scan.planes(), 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer(s.scan_scratch + 13 * hw);
+  const auto calls = cpu::channel_calls(g.scan.batch, g.scan.channels, g.scan.shared_gates);
+  const Setup<T> s(g, /*backward=*/false, calls.max_channels);
+  at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
+    cpu::Scratch<T> buffer(12 * hw + s.scan_scratch);
     T* normalized = buffer.data();
-    T* h = normalized + 12 * hw;
-    T* scratch = h + hw;
-    int64_t normalized_item = -1;
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t b = p / channels;
-      const int64_t ch = p % channels;
-      if (!g.scan.shared_gates || b != normalized_item) {
-        normalize_planes(s.kernels, gd, g, b, ch, normalized);
-        normalized_item = b;
-      }
-      const T* xp = xd + p * hw;
-      T* op = od + p * hw;
-      scan_plane(s, 0, xp, normalized, op, scratch, hw);
-      for (int64_t d = 1; d < kDirections; ++d) {
-        scan_plane(s, d, xp, normalized, h, scratch, hw);
-        s.kernels.maximum(op, h, hw);
+    T* scratch = normalized + 12 * hw;
+    for (int64_t call = begin; call < end; ++call) {
+      const int64_t b = calls.batch(call);
+      const int64_t first = calls.first(call);
+      const int64_t p = b * g.scan.channels + first;
+      normalize_planes(s.kernels, gd, g, b, first, normalized);
+      for (int64_t d = 0; d < kDirections; ++d) {
+        s.kernels.forward(scan_inputs(xd + p * hw, normalized, d, calls.channels(call), hw, d > 0), od + p * hw,
+                          s.geo[d], s.tiling[d], scratch);
       }
     }
   });
   return out;
+}
+
+// Channels per backward group with shared guidance: the group's four scans
+// and its routed gradient (5 planes a channel) fill at most half of this
+// core's share of the last-level cache.
+constexpr int64_t kMaxGroup = 4;  // bounds the per-thread buffers: (12 + 5 x 4) planes
+
+int64_t group_channels(int64_t plane_bytes, int64_t channels) {
+  const auto& caches = ial::cpu::cache_sizes();
+  const int64_t share = caches.l3 / std::max<int64_t>(1, std::min<int64_t>(caches.l3_share, at::get_num_threads()));
+  return std::clamp<int64_t>(share / 2 / (5 * plane_bytes), 1, std::min<int64_t>(kMaxGroup, channels));
 }
 
 template <typename T>
@@ -117,12 +133,14 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   const int64_t channels = g.scan.channels;
   const bool shared = g.scan.shared_gates;
   const GateLayout& layout = g.guidance;
-  const Setup<T> s(g, 10);
+  const auto calls = cpu::channel_calls(g.scan.batch, channels, shared);
+  const auto& parts = calls.parts;
+  const int64_t group = shared ? group_channels(hw * int64_t(sizeof(T)), calls.max_channels) : 1;
+  const Setup<T> s(g, /*backward=*/true, group);
 
   // Shared guidance: part 0 of a batch item sums its gate gradients into
-  // grad_guidance, the other parts into `partial` (see ChannelParts).
-  // Per-channel guidance: one task per plane.
-  const auto parts = shared ? cpu::channel_parts(g.scan.batch, channels) : cpu::ChannelParts{channels, channels};
+  // grad_guidance, the other parts into `partial` (see ChannelParts), both laid
+  // out as one guidance item. Per-channel guidance: each plane's own place.
   const int64_t item = kDirections * 3 * hw;
   at::Tensor partial = shared && parts.parts > 1
       ? at::empty({g.scan.batch, parts.parts - 1, item}, guidance.options())
@@ -131,59 +149,58 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   auto part_buffer = [&](int64_t b, int64_t part) {
     return part == 0 ? ggd + b * item : pd + (b * (parts.parts - 1) + part - 1) * item;
   };
-
-  // One plane: recompute the four scans, route the gradient, run the reverse
-  // scans. Gate gradients (of the normalised gates) go to `gates_out` at the
-  // guidance layout's offsets, written or (accumulate) added.
-  auto backward_plane = [&](int64_t b, int64_t ch, const T* normalized, T* work, T* scratch,
-                            T* gates_out, const GateLayout& out_layout, bool accumulate) {
-    const int64_t p = b * channels + ch;
-    const T* xp = xd + p * hw;
-    T* h[kDirections];
-    for (int64_t d = 0; d < kDirections; ++d) {
-      h[d] = work + d * hw;
-      scan_plane(s, d, xp, normalized, h[d], scratch, hw);
-    }
-    T* routed = work + kDirections * hw;
-    for (int64_t d = 0; d < kDirections; ++d) {
-      s.kernels.route(grd + p * hw, h, static_cast<int>(d), routed, hw);
-      const T* a = normalized + 3 * d * hw;
-      T* ga = gates_out + out_layout.offset(0, ch, d);
-      s.kernels.backward_plane(
-          {routed, xp, a, a + hw, a + 2 * hw, h[d], gxd + p * hw, ga, ga + out_layout.gate_stride,
-           ga + 2 * out_layout.gate_stride, d > 0, accumulate},
-          s.geo[d], s.tiling[d], scratch);
-    }
-  };
-  // Shared gate gradients of one batch item, laid out as one guidance item.
   GateLayout item_layout = layout;
   item_layout.batch_stride = 0;
 
-  at::parallel_for(0, g.scan.batch * parts.parts, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer(s.scan_scratch + (12 + kDirections + 1) * hw);
+  at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
+    cpu::Scratch<T> buffer((12 + 5 * group) * hw + s.scan_scratch);
+    cpu::Scratch<uint8_t> which(group * hw);  // channel k's first maximum at k * hw
     T* normalized = buffer.data();
-    T* work = normalized + 12 * hw;
-    T* scratch = work + (kDirections + 1) * hw;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / parts.parts;
-      const int64_t part = task % parts.parts;
-      const int64_t first = parts.begin(part);
-      const int64_t last = parts.end(part);
-      for (int64_t ch = first; ch < last; ++ch) {
-        if (!shared || ch == first) {
-          normalize_planes(s.kernels, gd, g, b, ch, normalized);
-        }
-        if (shared) {
-          backward_plane(b, ch, normalized, work, scratch, part_buffer(b, part), item_layout, ch != first);
-          continue;
-        }
-        T* out = ggd + layout.offset(b, 0, 0);
-        backward_plane(b, ch, normalized, work, scratch, out, item_layout, false);
+    T* scans = normalized + 12 * hw;          // direction d, channel k of the group at (d * group + k) * hw
+    T* routed = scans + 4 * group * hw;       // channel k at k * hw
+    T* scratch = routed + group * hw;
+    for (int64_t call = begin; call < end; ++call) {
+      const int64_t b = calls.batch(call);
+      const int64_t part = calls.part(call);
+      const int64_t first = calls.first(call);
+      const int64_t last = first + calls.channels(call);
+      if (shared) normalize_planes(s.kernels, gd, g, b, first, normalized);
+      for (int64_t g0 = first; g0 < last; g0 += group) {
+        const int64_t count = std::min(group, last - g0);
+        const int64_t p = b * channels + g0;
+        if (!shared) normalize_planes(s.kernels, gd, g, b, g0, normalized);
         for (int64_t d = 0; d < kDirections; ++d) {
-          const T* a = gd + layout.offset(b, ch, d);
-          T* ga = ggd + layout.offset(b, ch, d);
-          const int64_t gs = layout.gate_stride;
-          s.kernels.normalize_backward(a, a + gs, a + 2 * gs, ga, ga + gs, ga + 2 * gs, hw);
+          s.kernels.forward(scan_inputs(xd + p * hw, normalized, d, count, hw, false), scans + d * group * hw,
+                            s.geo[d], s.tiling[d], scratch);
+        }
+        for (int64_t k = 0; k < count; ++k) {
+          const T* h[kDirections];
+          for (int64_t d = 0; d < kDirections; ++d) h[d] = scans + (d * group + k) * hw;
+          s.kernels.first_max(h, which.data() + k * hw, hw);
+        }
+        // Gate gradients: shared, the part's sum over its channels; per
+        // channel, the plane's own, mapped to the raw guidance below.
+        T* gates_out = shared ? part_buffer(b, part) : ggd + layout.offset(b, 0, 0);
+        const GateLayout& out_layout = shared ? item_layout : layout;
+        for (int64_t d = 0; d < kDirections; ++d) {
+          for (int64_t k = 0; k < count; ++k) {
+            s.kernels.route(grd + (p + k) * hw, which.data() + k * hw, static_cast<int>(d), routed + k * hw, hw);
+          }
+          const T* a = normalized + 3 * d * hw;
+          T* ga = gates_out + out_layout.offset(0, g0, d);  // shared: channel_stride 0
+          const int64_t gs = out_layout.gate_stride;
+          s.kernels.backward(
+              {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gxd + p * hw, ga, ga + gs,
+               ga + 2 * gs, count, d > 0, shared && g0 != first},
+              s.geo[d], s.backward_tiling[d], scratch);
+        }
+        if (!shared) {
+          for (int64_t d = 0; d < kDirections; ++d) {
+            const T* a = gd + layout.offset(b, g0, d);
+            T* ga = ggd + layout.offset(b, g0, d);
+            const int64_t gs = layout.gate_stride;
+            s.kernels.normalize_backward(a, a + gs, a + 2 * gs, ga, ga + gs, ga + 2 * gs, hw);
+          }
         }
       }
     }

@@ -19,15 +19,20 @@ const Kernels<T>& scan_kernels() {
 template const Kernels<float>& scan_kernels<float>();
 template const Kernels<double>& scan_kernels<double>();
 
-Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, int64_t arrays) {
-  // One cache line of every row per tile (16 floats) while the tile's line
-  // buffers fill at most half of this core's L2; half that for lines so long
-  // that they would not. Wider tiles (32, 64 columns) were slower on the AMD
-  // EPYC of RESULTS.md, AVX-512 line kernels too (rows are not 64-byte aligned).
-  const int64_t budget = ial::cpu::cache_sizes().l2 / 2;
-  const int64_t line = std::max<int64_t>(1, geo.cross()) * element_size;
+Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backward) {
+  const int64_t l2 = ial::cpu::cache_sizes().l2;
+  const int64_t line = (std::max<int64_t>(1, geo.cross()) + 32) * element_size;  // a padded tile line, about
   Tiling tiling;
-  tiling.tile = arrays * 16 * line <= budget ? 16 : 8;
+  // Horizontal: as many columns per tile (a multiple of 16, at most 128) as
+  // keep the tile buffers (5 forward, 10 backward) within 3/4 of this core's
+  // L2. Wider tiles read and write the image in longer runs along its rows;
+  // RESULTS.md has the measured widths.
+  const int64_t arrays = backward ? 10 : 5;
+  tiling.tile = std::clamp<int64_t>(l2 * 3 / 4 / (arrays * line) / 16 * 16, 16, 128);
+  // Vertical, shared gates: the block's gate rows (and their gradient rows
+  // backward) fill a quarter of the L2, the rest is for the streaming rows.
+  const int64_t gate_rows = backward ? 6 : 3;
+  tiling.rows = std::clamp<int64_t>(l2 / 4 / (gate_rows * line), 8, 256);
   return tiling;
 }
 

@@ -1,4 +1,4 @@
-// Per-plane SPN scan kernels, compiled once per instruction set.
+// SPN scan kernels, compiled once per instruction set.
 //
 // The translation unit that includes this header defines IAL_CPU_ISA (the
 // namespace the kernels land in) and, for the SIMD builds, opens the target
@@ -10,6 +10,8 @@
 // contiguous arrays so the inner loops vectorise. Vertical scans read image rows
 // in place. Horizontal scans move a tile of `tile` columns into per-thread line
 // buffers (a transpose) and back, so every element still crosses memory once.
+// A call runs several channels against one gate set (see ScanInputs), the
+// channels inside the loop over tiles or row blocks.
 #pragma once
 
 #include "../spn_scan.h"
@@ -37,11 +39,33 @@ inline void put(T* p, T v) {
 }
 
 // ---------------------------------------------------------------------------
-// Line kernels (one scan step over `n` contiguous positions).
+// Line kernels (one scan step over `n` contiguous positions). Two forms: rows
+// read in place (vertical scans), whose first and last positions drop a gate,
+// and padded lines (the tile buffers of horizontal scans, see PaddedLines),
+// where zeros around the line and in the dropped gates let one branch-free
+// vector loop run over whole vectors.
 
-// h = (1 - a' - b - c') x + a' hp[i-1] + b hp[i] + c' hp[i+1], where a' (c') is
-// a with the first (c with the last) position dropped. hp == nullptr marks the
-// first line, where every gate is dropped.
+// Positions [begin, end) with every neighbour present:
+// h = x + a (hp[i-1] - x) + b (hp[i] - x) + c (hp[i+1] - x), which is
+// (1 - a - b - c) x + a hp[i-1] + b hp[i] + c hp[i+1].
+template <typename T>
+inline void forward_span(
+    const T* __restrict__ x,
+    const T* __restrict__ a,
+    const T* __restrict__ b,
+    const T* __restrict__ c,
+    const T* __restrict__ hp,
+    T* __restrict__ h,
+    int64_t begin,
+    int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const T xv = x[i];
+    h[i] = xv + a[i] * (hp[i - 1] - xv) + b[i] * (hp[i] - xv) + c[i] * (hp[i + 1] - xv);
+  }
+}
+
+// A row in place: a is dropped at the first position, c at the last. hp ==
+// nullptr marks the first line, where every gate is dropped.
 template <typename T>
 void forward_line(
     const T* __restrict__ x,
@@ -56,16 +80,30 @@ void forward_line(
     return;
   }
   if (n == 1) {
-    h[0] = (T(1) - b[0]) * x[0] + b[0] * hp[0];
+    h[0] = x[0] + b[0] * (hp[0] - x[0]);
     return;
   }
-  h[0] = (T(1) - b[0] - c[0]) * x[0] + b[0] * hp[0] + c[0] * hp[1];
-  for (int64_t i = 1; i < n - 1; ++i) {
-    h[i] = (T(1) - a[i] - b[i] - c[i]) * x[i] + a[i] * hp[i - 1] +
-        b[i] * hp[i] + c[i] * hp[i + 1];
-  }
+  h[0] = x[0] + b[0] * (hp[0] - x[0]) + c[0] * (hp[1] - x[0]);
+  forward_span(x, a, b, c, hp, h, 1, n - 1);
   const int64_t l = n - 1;
-  h[l] = (T(1) - a[l] - b[l]) * x[l] + a[l] * hp[l - 1] + b[l] * hp[l];
+  h[l] = x[l] + a[l] * (hp[l - 1] - x[l]) + b[l] * (hp[l] - x[l]);
+}
+
+// A padded line: positions [0, n_vec), n_vec = n rounded up to whole vectors.
+template <typename T>
+void forward_line_padded(
+    const T* __restrict__ x,
+    const T* __restrict__ a,
+    const T* __restrict__ b,
+    const T* __restrict__ c,
+    const T* __restrict__ hp,
+    T* __restrict__ h,
+    int64_t n_vec) {
+  if (hp == nullptr) {
+    std::memcpy(h, x, n_vec * sizeof(T));
+    return;
+  }
+  forward_span(x, a, b, c, hp, h, 0, n_vec);
 }
 
 // One backward step. `na/nb/nc` hold what line s+1 sends back through its
@@ -100,7 +138,7 @@ inline T adjoint(const BackwardLine<T>& l, int64_t i, int64_t n) {
   return q;
 }
 
-// Edge positions (first and last), where a or c is dropped.
+// Edge positions (first and last) of a row in place, where a or c is dropped.
 template <bool kAccX, bool kAccG, typename T>
 inline void backward_edge(const BackwardLine<T>& l, int64_t i, int64_t n) {
   const T q = adjoint(l, i, n);
@@ -119,11 +157,12 @@ inline void backward_edge(const BackwardLine<T>& l, int64_t i, int64_t n) {
   l.cc[i] = c * q;
 }
 
-// Interior positions 1..n-2: every gate present. Parameters (not struct
+// Positions [begin, end) with every gate present. Parameters (not struct
 // members) carry __restrict__ so the compiler vectorises the loop.
 template <bool kAccX, bool kAccG, typename T>
-void backward_interior(
-    int64_t n,
+void backward_span(
+    int64_t begin,
+    int64_t end,
     const T* __restrict__ g,
     const T* __restrict__ x,
     const T* __restrict__ a,
@@ -140,7 +179,7 @@ void backward_interior(
     T* __restrict__ ca,
     T* __restrict__ cb,
     T* __restrict__ cc) {
-  for (int64_t i = 1; i < n - 1; ++i) {
+  for (int64_t i = begin; i < end; ++i) {
     const T q = g[i] + na[i + 1] + nb[i] + nc[i - 1];
     const T xv = x[i];
     put<kAccX>(gx + i, (T(1) - a[i] - b[i] - c[i]) * q);
@@ -154,11 +193,45 @@ void backward_interior(
 }
 
 template <bool kAccX, bool kAccG, typename T>
+void backward_span(const BackwardLine<T>& l, int64_t begin, int64_t end) {
+  backward_span<kAccX, kAccG>(
+      begin, end, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga, l.gb, l.gc, l.ca, l.cb, l.cc);
+}
+
+// First line: h = x, so every gate gradient is zero and nothing flows further.
+template <bool kAccX, bool kAccG, typename T>
+void backward_first_line(const BackwardLine<T>& l, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    put<kAccX>(l.gx + i, adjoint(l, i, n));
+    if constexpr (!kAccG) {
+      l.ga[i] = T(0);
+      l.gb[i] = T(0);
+      l.gc[i] = T(0);
+    }
+  }
+}
+
+// A row in place.
+template <bool kAccX, bool kAccG, typename T>
 void backward_line(const BackwardLine<T>& l, int64_t n) {
   if (l.hp == nullptr) {
-    // First line: h = x, so every gate gradient is zero and nothing flows further.
-    for (int64_t i = 0; i < n; ++i) {
-      put<kAccX>(l.gx + i, adjoint(l, i, n));
+    backward_first_line<kAccX, kAccG>(l, n);
+    return;
+  }
+  backward_edge<kAccX, kAccG>(l, 0, n);
+  if (n == 1) return;
+  backward_span<kAccX, kAccG>(l, 1, n - 1);
+  backward_edge<kAccX, kAccG>(l, n - 1, n);
+}
+
+// A padded line. The zeroed gates a[0] and c[n-1] make every other output
+// exact; the two gradients of those dropped gates are restored afterwards.
+template <bool kAccX, bool kAccG, typename T>
+void backward_line_padded(const BackwardLine<T>& l, int64_t n, int64_t n_vec) {
+  if (l.hp == nullptr) {
+    // The pads hold zeros, so the adjoint needs no edge tests.
+    for (int64_t i = 0; i < n_vec; ++i) {
+      put<kAccX>(l.gx + i, l.g[i] + l.na[i + 1] + l.nb[i] + l.nc[i - 1]);
       if constexpr (!kAccG) {
         l.ga[i] = T(0);
         l.gb[i] = T(0);
@@ -167,17 +240,20 @@ void backward_line(const BackwardLine<T>& l, int64_t n) {
     }
     return;
   }
-  backward_edge<kAccX, kAccG>(l, 0, n);
-  if (n == 1) return;
-  backward_interior<kAccX, kAccG>(
-      n, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga, l.gb, l.gc, l.ca, l.cb, l.cc);
-  backward_edge<kAccX, kAccG>(l, n - 1, n);
+  const T ga_first = kAccG ? l.ga[0] : T(0);
+  const T gc_last = kAccG ? l.gc[n - 1] : T(0);
+  backward_span<kAccX, kAccG>(l, 0, n_vec);
+  l.ga[0] = ga_first;
+  l.gc[n - 1] = gc_last;
 }
 
 // ---------------------------------------------------------------------------
 // Vertical scans read rows in place; the rows `kAheadLines` steps ahead are
 // prefetched because the five streams (four far-apart input planes and the
 // output) are more than the hardware prefetchers keep ahead of on their own.
+// With shared gates (several channels per call, gate rows in cache) the rows
+// to be written are fetched too: measured faster there, not with per-channel
+// gates, whose more streams already keep the prefetchers busy.
 
 constexpr int64_t kAheadLines = 4;
 constexpr int64_t kCacheLine = 64;
@@ -190,18 +266,110 @@ inline void prefetch_line(const T* p, int64_t n) {
   }
 }
 
+// The same for a row about to be written.
+template <typename T>
+inline void prefetch_line_for_writing(T* p, int64_t n) {
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < n * int64_t(sizeof(T)); off += kCacheLine) {
+    __builtin_prefetch(bytes + off, 1, 3);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Tile buffers of horizontal scans ("padded lines"): line k of a buffer at
+// lines + k * stride, position i of it at + i, with kPad zeros before position
+// 0 and zeros after position n-1 up to a whole vector and one more, so that the
+// padded line kernels run whole, aligned vectors with no edge cases.
+
+template <typename T>
+constexpr int64_t kPad = kCacheLine / int64_t(sizeof(T));
+template <typename T>
+constexpr int64_t kVectorLanes = 32 / int64_t(sizeof(T));  // one AVX2 register
+
+// n rounded up to whole vectors: the positions a padded line kernel computes.
+template <typename T>
+inline int64_t padded_length(int64_t n) {
+  return (n + kVectorLanes<T> - 1) / kVectorLanes<T> * kVectorLanes<T>;
+}
+
+// Distance between padded lines: whole cache lines.
+template <typename T>
+inline int64_t padded_stride(const ScanGeometry& geo) {
+  const int64_t per_line = kPad<T>;
+  return (kPad<T> + padded_length<T>(geo.cross()) + 1 + per_line - 1) / per_line * per_line;
+}
+
+// Zeros the pads of `count` padded lines starting at `lines` (position 0 of the first).
+template <typename T>
+void zero_pads(T* lines, int64_t count, int64_t stride, int64_t n) {
+  for (int64_t k = 0; k < count; ++k) {
+    T* line = lines + k * stride;
+    for (int64_t i = -kPad<T>; i < 0; ++i) line[i] = T(0);
+    for (int64_t i = n; i < stride - kPad<T>; ++i) line[i] = T(0);
+  }
+}
+
+// The gates a line drops (a at its first position, c at its last), zeroed in
+// the tile buffers so the padded kernels can treat every position alike.
+template <typename T>
+void drop_edge_gates(T* a, T* c, int64_t count, int64_t stride, int64_t n) {
+  for (int64_t k = 0; k < count; ++k) {
+    a[k * stride] = T(0);
+    c[k * stride + n - 1] = T(0);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Tile transposes for horizontal scans. A tile holds the lines (image columns)
-// of steps [s0, s0 + count); line k of a tile lies at lines + k * stride.
+// of steps [s0, s0 + count): position i of line k is row i of that column.
 
 // Column of the image holding line k of the tile that starts at step s0.
 inline int64_t tile_column(const ScanGeometry& geo, int64_t s0, int64_t k) {
   return geo.reverse ? geo.width - 1 - (s0 + k) : s0 + k;
 }
 
+// Where a tile move goes: into the lines, onto the plane, or onto the plane
+// keeping the larger of the two values (the max merge of spn_propagate).
+enum class Move { kToLines, kToPlane, kMaxToPlane };
+
+template <typename T>
+inline T larger(T a, T b) {
+  return a > b ? a : b;
+}
+
+// out = the larger of out and in (ties and NaN in `in` keep out), as the
+// merge of the tile scatter.
+template <typename T>
+void keep_larger(T* __restrict__ out, const T* __restrict__ in, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = in[i] > out[i] ? in[i] : out[i];
+  }
+}
+
+// Lines [k0, k1) of rows [i0, i1), one element at a time.
+template <typename T, Move kMove>
+void move_tile_scalar(T* plane, const ScanGeometry& geo, int64_t s0, int64_t k0, int64_t k1, int64_t i0,
+                      int64_t i1, T* lines, int64_t stride) {
+  for (int64_t i = i0; i < i1; ++i) {
+    T* row = plane + i * geo.width;
+    for (int64_t k = k0; k < k1; ++k) {
+      T& pixel = row[tile_column(geo, s0, k)];
+      if constexpr (kMove == Move::kToLines) {
+        lines[k * stride + i] = pixel;
+      } else if constexpr (kMove == Move::kToPlane) {
+        pixel = lines[k * stride + i];
+      } else {
+        pixel = larger(lines[k * stride + i], pixel);
+      }
+    }
+  }
+}
+
 #ifdef IAL_CPU_AVX2
-// dst row m (m = 0..7) = column m of the 8x8 block at src. Strides are in
-// elements and may be negative (that reverses the order of the rows).
+// dst row m (m = 0..7) = column m of the 8x8 block at src (or the larger of
+// the two with kMaxToPlane). Strides are in elements and may be negative
+// (that reverses the order of the rows).
+template <Move kMove>
 inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
   __m256 r[8];
   for (int i = 0; i < 8; ++i) {
@@ -209,89 +377,93 @@ inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64
   }
   ial::simd::transpose8x8(r);
   for (int i = 0; i < 8; ++i) {
+    if constexpr (kMove == Move::kMaxToPlane) {
+      // max_ps(a, b) = a > b ? a : b, as larger().
+      r[i] = _mm256_max_ps(r[i], _mm256_loadu_ps(dst + i * dst_stride));
+    }
     _mm256_storeu_ps(dst + i * dst_stride, r[i]);
   }
 }
 
-// A full float tile, 8 rows at a time: tile / 8 blocks of 8x8 per row block.
-// The tile's columns are [lo, lo + tile); line k is column lo + k, or
-// lo + tile - 1 - k when the scan runs right to left.
-template <bool kToLines>
-inline int64_t move_full_tile_simd(
-    float* plane, const ScanGeometry& geo, int64_t tile, int64_t s0, float* lines, int64_t stride) {
+// Whole 8 x 8 blocks (8 rows of 8 lines), row blocks outermost so that the
+// image is read or written in runs along its rows.
+constexpr int64_t kAheadBlocks = 2;
+
+template <Move kMove>
+void move_tile_blocks(float* plane, const ScanGeometry& geo, int64_t s0, int64_t lines8, int64_t rows8,
+                      float* lines, int64_t stride) {
   const int64_t w = geo.width;
-  const int64_t lo = geo.reverse ? tile_column(geo, s0, tile - 1) : tile_column(geo, s0, 0);
   const int64_t line_step = geo.reverse ? -stride : stride;
-  int64_t i = 0;
-  for (; i + 8 <= geo.height; i += 8) {
-    for (int64_t part = 0; part < tile; part += 8) {
-      float* block = plane + i * w + lo + part;
-      // Tile line holding column lo + part.
-      const int64_t first_line = geo.reverse ? tile - 1 - part : part;
+  constexpr int kWrite = kMove == Move::kToLines ? 0 : 1;
+  // The hardware prefetchers do not run far enough ahead along the tile's
+  // short row segments: fetch the rows kAheadBlocks row blocks ahead.
+  const int64_t lo_col = geo.reverse ? tile_column(geo, s0, lines8 - 1) : tile_column(geo, s0, 0);
+  for (int64_t i = 0; i < rows8; i += 8) {
+    if (lines8 > 0 && i + 8 * (kAheadBlocks + 1) <= geo.height) {
+      for (int64_t r = i + 8 * kAheadBlocks; r < i + 8 * (kAheadBlocks + 1); ++r) {
+        const char* first = reinterpret_cast<const char*>(plane + r * w + lo_col);
+        const char* last = reinterpret_cast<const char*>(plane + r * w + lo_col + lines8 - 1);
+        for (const char* q = first; q < last; q += kCacheLine) __builtin_prefetch(q, kWrite, 3);
+        __builtin_prefetch(last, kWrite, 3);
+      }
+    }
+    for (int64_t j = 0; j < lines8; j += 8) {
+      // Lines k..k+7 are 8 adjacent columns, the last of them first when
+      // reversed; the blocks go left to right either way.
+      const int64_t k = geo.reverse ? lines8 - 8 - j : j;
+      const int64_t first_line = geo.reverse ? k + 7 : k;
+      float* block = plane + i * w + tile_column(geo, s0, first_line);
       float* line = lines + first_line * stride + i;
-      if (kToLines) {
-        transpose8x8(block, w, line, line_step);
+      if constexpr (kMove == Move::kToLines) {
+        transpose8x8<kMove>(block, w, line, line_step);
       } else {
-        transpose8x8(line, line_step, block, w);
+        transpose8x8<kMove>(line, line_step, block, w);
       }
     }
   }
-  return i;
 }
 #endif
 
-// Moves the tile of steps [s0, s0 + count) between a plane and its lines,
-// starting at row `first_row` (rows before it were moved by the SIMD path).
-template <typename T, bool kToLines>
-void move_tile_scalar(
-    T* plane, const ScanGeometry& geo, int64_t s0, int64_t count, T* lines, int64_t stride,
-    int64_t first_row) {
-  const int64_t w = geo.width;
-  for (int64_t i = first_row; i < geo.height; ++i) {
-    T* row = plane + i * w;
-    for (int64_t k = 0; k < count; ++k) {
-      T& pixel = row[tile_column(geo, s0, k)];
-      if (kToLines) lines[k * stride + i] = pixel;
-      else pixel = lines[k * stride + i];
-    }
-  }
-}
-
-template <typename T, bool kToLines>
-void move_tile(
-    T* plane, const ScanGeometry& geo, int64_t tile, int64_t s0, int64_t count, T* lines, int64_t stride) {
-  int64_t done = 0;
+// Moves the tile of steps [s0, s0 + count) between a plane and its lines.
+template <typename T, Move kMove>
+void move_tile(T* plane, const ScanGeometry& geo, int64_t s0, int64_t count, T* lines, int64_t stride) {
+  int64_t lines8 = 0;
+  int64_t rows8 = 0;
 #ifdef IAL_CPU_AVX2
   if constexpr (sizeof(T) == sizeof(float)) {
-    if (count == tile && tile % 8 == 0) {
-      done = move_full_tile_simd<kToLines>(
-          reinterpret_cast<float*>(plane), geo, tile, s0, reinterpret_cast<float*>(lines), stride);
-    }
+    lines8 = count / 8 * 8;
+    rows8 = geo.height / 8 * 8;
+    move_tile_blocks<kMove>(reinterpret_cast<float*>(plane), geo, s0, lines8, rows8,
+                            reinterpret_cast<float*>(lines), stride);
   }
-#else
-  (void)tile;
 #endif
-  move_tile_scalar<T, kToLines>(plane, geo, s0, count, lines, stride, done);
+  move_tile_scalar<T, kMove>(plane, geo, s0, 0, lines8, rows8, geo.height, lines, stride);
+  move_tile_scalar<T, kMove>(plane, geo, s0, lines8, count, 0, geo.height, lines, stride);
 }
 
 template <typename T>
-void gather_tile(
-    const T* plane, const ScanGeometry& geo, int64_t tile, int64_t s0, int64_t count, T* lines, int64_t stride) {
-  move_tile<T, true>(const_cast<T*>(plane), geo, tile, s0, count, lines, stride);
+void gather_tile(const T* plane, const ScanGeometry& geo, int64_t s0, int64_t count, T* lines, int64_t stride) {
+  move_tile<T, Move::kToLines>(const_cast<T*>(plane), geo, s0, count, lines, stride);
 }
 
+// Writes the tile's lines onto the plane, or with `merge_max` keeps the larger value.
 template <typename T>
-void scatter_tile(
-    const T* lines, const ScanGeometry& geo, int64_t tile, int64_t s0, int64_t count, T* plane, int64_t stride) {
-  move_tile<T, false>(plane, geo, tile, s0, count, const_cast<T*>(lines), stride);
+void scatter_tile(const T* lines, const ScanGeometry& geo, int64_t s0, int64_t count, T* plane, int64_t stride,
+                  bool merge_max = false) {
+  if (merge_max) {
+    move_tile<T, Move::kMaxToPlane>(plane, geo, s0, count, const_cast<T*>(lines), stride);
+  } else {
+    move_tile<T, Move::kToPlane>(plane, geo, s0, count, const_cast<T*>(lines), stride);
+  }
 }
 
-// Fetches, for every row, the cache lines holding the tile that starts at
-// step s0 (the one the scan visits next): rows lie a whole row apart and the
-// hardware prefetchers do not follow that pattern.
+// Fetches, for every row, the cache lines holding the tile of `tile` steps
+// that starts at s0 (the one the scan visits next): rows lie a whole row apart
+// and the hardware prefetchers do not follow that pattern. Only for narrow
+// tiles; a wide tile is read in runs along its rows, which they do follow.
 template <typename T>
 void prefetch_tile(const T* plane, const ScanGeometry& geo, int64_t tile, int64_t s0) {
-  if (s0 < 0 || s0 >= geo.steps()) return;
+  if (s0 < 0 || s0 >= geo.steps() || tile * int64_t(sizeof(T)) > 2 * kCacheLine) return;
   const int64_t last = s0 + tile - 1 < geo.steps() ? s0 + tile - 1 : geo.steps() - 1;
   const int64_t c0 = tile_column(geo, s0, 0);
   const int64_t c1 = tile_column(geo, s0, last - s0);
@@ -307,190 +479,343 @@ void prefetch_tile(const T* plane, const ScanGeometry& geo, int64_t tile, int64_
   }
 }
 
-// Distance between tile lines in the scratch buffer: whole cache lines.
-inline int64_t line_stride(const ScanGeometry& geo, int64_t element_size) {
-  const int64_t per_line = kCacheLine / element_size;
-  return (geo.cross() + per_line - 1) / per_line * per_line;
+// ---------------------------------------------------------------------------
+// A kernel call scans `channels` planes of x against one gate set: one plane
+// with its own gates (per-channel layout), or channels of one batch item with
+// shared gates. The channels run inside the loop over tiles (horizontal) or
+// row blocks (vertical), so the shared gates are transposed, or read from
+// memory, once per call rather than once per channel.
+
+template <bool V>
+struct Flag {
+  static constexpr bool value = V;
+};
+
+// Calls f(Flag<x>, Flag<g>) for the four combinations of two runtime flags.
+template <typename F>
+inline void with_flags(bool x, bool g, F&& f) {
+  if (x) {
+    if (g) f(Flag<true>{}, Flag<true>{});
+    else f(Flag<true>{}, Flag<false>{});
+  } else if (g) {
+    f(Flag<false>{}, Flag<true>{});
+  } else {
+    f(Flag<false>{}, Flag<false>{});
+  }
+}
+
+// Steps [s0, s1) of the vertical block visited `ahead` lines after step s of
+// channel ch (forward order), as (channel, step); step -1 when past the end.
+// Used only to aim prefetches.
+struct Ahead {
+  int64_t channel;
+  int64_t step;
+};
+
+inline Ahead ahead_forward(int64_t ch, int64_t s, int64_t s0, int64_t s1, int64_t channels, int64_t steps) {
+  const int64_t t = s + kAheadLines;
+  if (t < s1) return {ch, t};
+  if (ch + 1 < channels) return {ch + 1, s0 + t - s1 < s1 ? s0 + t - s1 : -1};
+  return {0, t < steps ? t : -1};
+}
+
+inline Ahead ahead_backward(int64_t ch, int64_t s, int64_t s0, int64_t s1, int64_t channels) {
+  const int64_t t = s - kAheadLines;
+  if (t >= s0) return {ch, t};
+  if (ch + 1 < channels) return {ch + 1, s1 - (s0 - t) >= s0 ? s1 - (s0 - t) : -1};
+  return {0, t};  // the next block's, or -1 .. -kAheadLines: none
 }
 
 // ---------------------------------------------------------------------------
 // Forward.
 
 template <typename T>
-int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling) {
-  return geo.horizontal ? (5 * tiling.tile + 1) * line_stride(geo, sizeof(T)) : 0;
+int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels) {
+  // Horizontal: gate, x and h tiles, and each channel's last line of the
+  // previous tile. Vertical: two rows of h per channel for merge_max.
+  const int64_t lines = geo.horizontal ? 5 * tiling.tile + channels : 2 * channels;
+  return lines * padded_stride<T>(geo) + kPad<T>;
 }
 
 template <typename T>
-void forward_plane(const PlaneInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
+void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
-  if (!geo.horizontal) {
-    const int64_t w = geo.width;
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t off = geo.position(s) * w;
-      if (s + kAheadLines < steps) {
-        const int64_t ahead = geo.position(s + kAheadLines) * w;
-        prefetch_line(in.x + ahead, n);
-        prefetch_line(in.a + ahead, n);
-        prefetch_line(in.b + ahead, n);
-        prefetch_line(in.c + ahead, n);
+  const int64_t w = geo.width;
+  const int64_t hw = geo.plane_size();
+  const int64_t channels = in.channels;
+  // Every channel runs a block of rows while its gate rows are in cache.
+  const int64_t block = channels > 1 ? tiling.rows : steps;
+  // merge_max: the scan's rows go to two rows per channel, the output keeps the maximum.
+  const int64_t ls = padded_stride<T>(geo);
+  auto ring = [&](int64_t ch, int64_t s) { return scratch + kPad<T> + (2 * ch + (s & 1)) * ls; };
+  for (int64_t s0 = 0; s0 < steps; s0 += block) {
+    const int64_t s1 = s0 + block < steps ? s0 + block : steps;
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const T* x = in.x + ch * hw;
+      T* hc = h + ch * hw;
+      for (int64_t s = s0; s < s1; ++s) {
+        const Ahead next = ahead_forward(ch, s, s0, s1, channels, steps);
+        if (next.step >= 0) {
+          const int64_t row = geo.position(next.step) * w;
+          prefetch_line(in.x + next.channel * hw + row, n);
+          if (channels > 1) prefetch_line_for_writing(h + next.channel * hw + row, n);
+          if (next.channel == 0) {
+            prefetch_line(in.a + row, n);
+            prefetch_line(in.b + row, n);
+            prefetch_line(in.c + row, n);
+          }
+        }
+        const int64_t off = geo.position(s) * w;
+        if (in.merge_max) {
+          T* row = ring(ch, s);
+          forward_line(x + off, in.a + off, in.b + off, in.c + off, s == 0 ? nullptr : ring(ch, s - 1), row, n);
+          keep_larger(hc + off, row, n);
+          continue;
+        }
+        const T* hp = s == 0 ? nullptr : hc + geo.position(s - 1) * w;
+        forward_line(x + off, in.a + off, in.b + off, in.c + off, hp, hc + off, n);
       }
-      const T* hp = s == 0 ? nullptr : h + geo.position(s - 1) * w;
-      forward_line(in.x + off, in.a + off, in.b + off, in.c + off, hp, h + off, n);
     }
-    return;
   }
+}
+
+template <typename T>
+void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling,
+                        T* scratch) {
+  const int64_t steps = geo.steps();
+  const int64_t n = geo.cross();
+  const int64_t n_vec = padded_length<T>(n);
+  const int64_t hw = geo.plane_size();
+  const int64_t channels = in.channels;
   const int64_t tw = tiling.tile;
-  const int64_t ls = line_stride(geo, sizeof(T));
+  const int64_t ls = padded_stride<T>(geo);
   const int64_t tile = tw * ls;
-  T* lx = scratch;
-  T* la = lx + tile;
+  T* la = scratch + kPad<T>;
   T* lb = la + tile;
   T* lc = lb + tile;
-  T* lh = lc + tile;
-  T* carry = lh + tile;  // h of the last line of the previous tile
+  T* lx = lc + tile;
+  T* lh = lx + tile;
+  T* carry = lh + tile;  // channel k: h of the last line of its previous tile, at k * ls
+  zero_pads(la, 5 * tw + channels, ls, n);
   for (int64_t s0 = 0; s0 < steps; s0 += tw) {
     const int64_t count = steps - s0 < tw ? steps - s0 : tw;
-    gather_tile(in.x, geo, tw, s0, count, lx, ls);
-    gather_tile(in.a, geo, tw, s0, count, la, ls);
-    gather_tile(in.b, geo, tw, s0, count, lb, ls);
-    gather_tile(in.c, geo, tw, s0, count, lc, ls);
-    prefetch_tile(in.x, geo, tw, s0 + tw);
-    prefetch_tile(in.a, geo, tw, s0 + tw);
-    prefetch_tile(in.b, geo, tw, s0 + tw);
-    prefetch_tile(in.c, geo, tw, s0 + tw);
-    for (int64_t k = 0; k < count; ++k) {
-      const T* hp = k > 0 ? lh + (k - 1) * ls : (s0 > 0 ? carry : nullptr);
-      const int64_t off = k * ls;
-      forward_line(lx + off, la + off, lb + off, lc + off, hp, lh + off, n);
+    gather_tile(in.a, geo, s0, count, la, ls);
+    gather_tile(in.b, geo, s0, count, lb, ls);
+    gather_tile(in.c, geo, s0, count, lc, ls);
+    drop_edge_gates(la, lc, count, ls, n);
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      gather_tile(in.x + ch * hw, geo, s0, count, lx, ls);
+      if (ch + 1 < channels) {
+        prefetch_tile(in.x + (ch + 1) * hw, geo, tw, s0);
+      } else {
+        prefetch_tile(in.x, geo, tw, s0 + tw);
+        prefetch_tile(in.a, geo, tw, s0 + tw);
+        prefetch_tile(in.b, geo, tw, s0 + tw);
+        prefetch_tile(in.c, geo, tw, s0 + tw);
+      }
+      T* last = carry + ch * ls;
+      for (int64_t k = 0; k < count; ++k) {
+        const T* hp = k > 0 ? lh + (k - 1) * ls : (s0 > 0 ? last : nullptr);
+        const int64_t off = k * ls;
+        forward_line_padded(lx + off, la + off, lb + off, lc + off, hp, lh + off, n_vec);
+      }
+      scatter_tile(lh, geo, s0, count, h + ch * hw, ls, in.merge_max);
+      std::memcpy(last, lh + (count - 1) * ls, n * sizeof(T));
     }
-    scatter_tile(lh, geo, tw, s0, count, h, ls);
-    std::memcpy(carry, lh + (count - 1) * ls, n * sizeof(T));
+  }
+}
+
+template <typename T>
+void forward(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
+  if (geo.horizontal) {
+    forward_horizontal(in, h, geo, tiling, scratch);
+  } else {
+    forward_vertical(in, h, geo, tiling, scratch);
   }
 }
 
 // ---------------------------------------------------------------------------
 // Backward: one reverse scan reading g, x, the gates and h once and writing
-// (or adding to) grad_x and the three gate gradients once.
+// (or adding to) grad_x and the gate gradients (summed over the channels) once.
+
+// What every channel's line s+1 sends back to line s through its gates: two
+// sets of (a, b, c) padded lines per channel, the one being read and the one
+// being written. Every channel visits the same steps, so one index says which is which.
+template <typename T>
+struct SendLines {
+  T* base;  // position 0 of the first line
+  int64_t ls;
+
+  T* operator()(int64_t channel, int set, int gate) const { return base + ((channel * 2 + set) * 3 + gate) * ls; }
+};
 
 template <typename T>
-int64_t backward_scratch(const ScanGeometry& geo, const Tiling& tiling) {
-  const int64_t ls = line_stride(geo, sizeof(T));
-  return 6 * ls + (geo.horizontal ? 10 * tiling.tile * ls : 0);
+int64_t backward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels) {
+  return (6 * channels + (geo.horizontal ? 10 * tiling.tile : 0)) * padded_stride<T>(geo) + kPad<T>;
 }
 
-template <bool kAccX, bool kAccG, typename T>
-void backward_plane_impl(const BackwardPlane<T>& p, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
+// Runs lines [first, last] backwards of one channel; line k's operands come
+// from at(k). `cur` selects the send set being written and flips per line.
+template <bool kAccX, bool kAccG, bool kPadded, typename T, typename At>
+void backward_lines(const SendLines<T>& send, int64_t ch, int& cur, int64_t last, int64_t first, int64_t n,
+                    At&& at) {
+  const int64_t n_vec = padded_length<T>(n);
+  for (int64_t k = last; k >= first; --k) {
+    BackwardLine<T> line = at(k);
+    line.na = send(ch, 1 - cur, 0);
+    line.nb = send(ch, 1 - cur, 1);
+    line.nc = send(ch, 1 - cur, 2);
+    line.ca = send(ch, cur, 0);
+    line.cb = send(ch, cur, 1);
+    line.cc = send(ch, cur, 2);
+    if constexpr (kPadded) {
+      backward_line_padded<kAccX, kAccG>(line, n, n_vec);
+    } else {
+      backward_line<kAccX, kAccG>(line, n);
+    }
+    cur = 1 - cur;
+  }
+}
+
+template <typename T>
+void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling& tiling,
+                       const SendLines<T>& send) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
-  const int64_t ls = line_stride(geo, sizeof(T));
-  // Two sets of (a, b, c) contribution lines: the one being read (from line
-  // s+1) and the one being written (for line s-1).
-  T* send[2][3];
-  for (int buf = 0; buf < 2; ++buf) {
-    for (int j = 0; j < 3; ++j) {
-      send[buf][j] = scratch + (buf * 3 + j) * ls;
+  const int64_t w = geo.width;
+  const int64_t hw = geo.plane_size();
+  const int64_t channels = p.channels;
+  const int64_t block = channels > 1 ? tiling.rows : steps;
+  int block_cur = 0;
+  for (int64_t s1 = steps; s1 > 0; s1 -= block) {
+    const int64_t s0 = s1 - block > 0 ? s1 - block : 0;
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const int64_t po = ch * hw;
+      int cur = block_cur;
+      // The gate rows of this block are written by the first channel (unless
+      // the call adds to them) and added to by the others.
+      with_flags(p.accumulate_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
+        backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, false>(
+            send, ch, cur, s1 - 1, s0, n, [&](int64_t s) {
+              const Ahead next = ahead_backward(ch, s, s0, s1, channels);
+              if (next.step >= 0) {
+                const int64_t row = geo.position(next.step) * w;
+                const int64_t pn = next.channel * hw + row;
+                prefetch_line(p.g + pn, n);
+                prefetch_line(p.x + pn, n);
+                prefetch_line(p.h + pn, n);
+                if (channels > 1) prefetch_line_for_writing(p.gx + pn, n);
+                if (next.channel == 0) {
+                  prefetch_line(p.a + row, n);
+                  prefetch_line(p.b + row, n);
+                  prefetch_line(p.c + row, n);
+                }
+              }
+              const int64_t off = geo.position(s) * w;
+              const T* hp = s == 0 ? nullptr : p.h + po + geo.position(s - 1) * w;
+              return BackwardLine<T>{
+                  p.g + po + off, p.x + po + off, p.a + off, p.b + off, p.c + off, hp, nullptr, nullptr,
+                  nullptr, p.gx + po + off, p.ga + off, p.gb + off, p.gc + off, nullptr, nullptr, nullptr};
+            });
+      });
     }
-  }
-  // Nothing comes back to the last line.
-  for (int j = 0; j < 3; ++j) {
-    for (int64_t i = 0; i < n; ++i) send[1][j][i] = T(0);
-  }
-  int cur = 0;
-  auto step = [&](const T* lg, const T* lx, const T* la, const T* lb, const T* lc,
-                  const T* hp, T* lgx, T* lga, T* lgb, T* lgc) {
-    BackwardLine<T> line{
-        lg, lx, la, lb, lc, hp, send[1 - cur][0], send[1 - cur][1], send[1 - cur][2],
-        lgx, lga, lgb, lgc, send[cur][0], send[cur][1], send[cur][2]};
-    backward_line<kAccX, kAccG>(line, n);
-    cur = 1 - cur;
-  };
-
-  if (!geo.horizontal) {
-    const int64_t w = geo.width;
-    for (int64_t s = steps - 1; s >= 0; --s) {
-      const int64_t off = geo.position(s) * w;
-      if (s - kAheadLines >= 0) {
-        const int64_t ahead = geo.position(s - kAheadLines) * w;
-        prefetch_line(p.g + ahead, n);
-        prefetch_line(p.x + ahead, n);
-        prefetch_line(p.a + ahead, n);
-        prefetch_line(p.b + ahead, n);
-        prefetch_line(p.c + ahead, n);
-        prefetch_line(p.h + ahead, n);
-      }
-      const T* hp = s == 0 ? nullptr : p.h + geo.position(s - 1) * w;
-      step(p.g + off, p.x + off, p.a + off, p.b + off, p.c + off, hp,
-           p.gx + off, p.ga + off, p.gb + off, p.gc + off);
-    }
-    return;
-  }
-
-  const int64_t tw = tiling.tile;
-  const int64_t tile = tw * ls;
-  T* lg = scratch + 6 * ls;
-  T* lx = lg + tile;
-  T* la = lx + tile;
-  T* lb = la + tile;
-  T* lc = lb + tile;
-  T* lh = lc + tile;  // line k: h of step s0 - 1 + k, the previous line of step s0 + k
-  T* lgx = lh + tile;
-  T* lga = lgx + tile;
-  T* lgb = lga + tile;
-  T* lgc = lgb + tile;
-  const int64_t last_tile = ((steps - 1) / tw) * tw;
-  for (int64_t s0 = last_tile; s0 >= 0; s0 -= tw) {
-    const int64_t count = steps - s0 < tw ? steps - s0 : tw;
-    gather_tile(p.g, geo, tw, s0, count, lg, ls);
-    gather_tile(p.x, geo, tw, s0, count, lx, ls);
-    gather_tile(p.a, geo, tw, s0, count, la, ls);
-    gather_tile(p.b, geo, tw, s0, count, lb, ls);
-    gather_tile(p.c, geo, tw, s0, count, lc, ls);
-    if (s0 > 0) {
-      gather_tile(p.h, geo, tw, s0 - 1, count, lh, ls);
-    } else if (count > 1) {
-      gather_tile(p.h, geo, tw, 0, count - 1, lh + ls, ls);
-    }
-    if constexpr (kAccX) gather_tile(p.gx, geo, tw, s0, count, lgx, ls);
-    if constexpr (kAccG) {
-      gather_tile(p.ga, geo, tw, s0, count, lga, ls);
-      gather_tile(p.gb, geo, tw, s0, count, lgb, ls);
-      gather_tile(p.gc, geo, tw, s0, count, lgc, ls);
-    }
-    const int64_t coming = s0 - tw;
-    prefetch_tile(p.g, geo, tw, coming);
-    prefetch_tile(p.x, geo, tw, coming);
-    prefetch_tile(p.a, geo, tw, coming);
-    prefetch_tile(p.b, geo, tw, coming);
-    prefetch_tile(p.c, geo, tw, coming);
-    prefetch_tile(p.h, geo, tw, coming - 1);
-    for (int64_t k = count - 1; k >= 0; --k) {
-      const int64_t s = s0 + k;
-      const int64_t off = k * ls;
-      const T* hp = s == 0 ? nullptr : lh + off;
-      step(lg + off, lx + off, la + off, lb + off, lc + off, hp,
-           lgx + off, lga + off, lgb + off, lgc + off);
-    }
-    scatter_tile(lgx, geo, tw, s0, count, p.gx, ls);
-    scatter_tile(lga, geo, tw, s0, count, p.ga, ls);
-    scatter_tile(lgb, geo, tw, s0, count, p.gb, ls);
-    scatter_tile(lgc, geo, tw, s0, count, p.gc, ls);
+    if ((s1 - s0) % 2 == 1) block_cur = 1 - block_cur;
   }
 }
 
 template <typename T>
-void backward_plane(const BackwardPlane<T>& p, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
-  if (p.accumulate_x) {
-    if (p.accumulate_gates) {
-      backward_plane_impl<true, true>(p, geo, tiling, scratch);
-    } else {
-      backward_plane_impl<true, false>(p, geo, tiling, scratch);
+void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling& tiling,
+                         const SendLines<T>& send, T* tiles) {
+  const int64_t steps = geo.steps();
+  const int64_t n = geo.cross();
+  const int64_t hw = geo.plane_size();
+  const int64_t channels = p.channels;
+  const int64_t ls = send.ls;
+  const int64_t tw = tiling.tile;
+  const int64_t tile = tw * ls;
+  T* la = tiles;
+  T* lb = la + tile;
+  T* lc = lb + tile;
+  T* lga = lc + tile;  // the gate gradients of the tile, summed over the channels
+  T* lgb = lga + tile;
+  T* lgc = lgb + tile;
+  T* lg = lgc + tile;
+  T* lx = lg + tile;
+  T* lh = lx + tile;  // line k: h of step s0 - 1 + k, the previous line of step s0 + k
+  T* lgx = lh + tile;
+  zero_pads(la, 10 * tw, ls, n);
+  // The h lines a tile needs start one step before it.
+  auto gather_previous_h = [&](const T* h, int64_t s0, int64_t count) {
+    if (s0 > 0) {
+      gather_tile(h, geo, s0 - 1, count, lh, ls);
+    } else if (count > 1) {
+      gather_tile(h, geo, 0, count - 1, lh + ls, ls);
     }
-  } else if (p.accumulate_gates) {
-    backward_plane_impl<false, true>(p, geo, tiling, scratch);
+  };
+  auto prefetch_channel = [&](int64_t ch, int64_t s0) {
+    prefetch_tile(p.g + ch * hw, geo, tw, s0);
+    prefetch_tile(p.x + ch * hw, geo, tw, s0);
+    prefetch_tile(p.h + ch * hw, geo, tw, s0 - 1);
+  };
+  const int64_t last_tile = ((steps - 1) / tw) * tw;
+  int tile_cur = 0;
+  for (int64_t s0 = last_tile; s0 >= 0; s0 -= tw) {
+    const int64_t count = steps - s0 < tw ? steps - s0 : tw;
+    gather_tile(p.a, geo, s0, count, la, ls);
+    gather_tile(p.b, geo, s0, count, lb, ls);
+    gather_tile(p.c, geo, s0, count, lc, ls);
+    drop_edge_gates(la, lc, count, ls, n);
+    if (p.accumulate_gates) {
+      gather_tile(p.ga, geo, s0, count, lga, ls);
+      gather_tile(p.gb, geo, s0, count, lgb, ls);
+      gather_tile(p.gc, geo, s0, count, lgc, ls);
+    }
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const int64_t po = ch * hw;
+      gather_tile(p.g + po, geo, s0, count, lg, ls);
+      gather_tile(p.x + po, geo, s0, count, lx, ls);
+      gather_previous_h(p.h + po, s0, count);
+      if (p.accumulate_x) gather_tile(p.gx + po, geo, s0, count, lgx, ls);
+      if (ch + 1 < channels) {
+        prefetch_channel(ch + 1, s0);
+      } else if (s0 > 0) {
+        prefetch_channel(0, s0 - tw);
+        prefetch_tile(p.a, geo, tw, s0 - tw);
+        prefetch_tile(p.b, geo, tw, s0 - tw);
+        prefetch_tile(p.c, geo, tw, s0 - tw);
+      }
+      int cur = tile_cur;
+      with_flags(p.accumulate_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
+        backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, true>(
+            send, ch, cur, count - 1, 0, n, [&](int64_t k) {
+              const int64_t off = k * ls;
+              const T* hp = s0 + k == 0 ? nullptr : lh + off;
+              return BackwardLine<T>{
+                  lg + off, lx + off, la + off, lb + off, lc + off, hp, nullptr, nullptr, nullptr,
+                  lgx + off, lga + off, lgb + off, lgc + off, nullptr, nullptr, nullptr};
+            });
+      });
+      scatter_tile(lgx, geo, s0, count, p.gx + po, ls);
+    }
+    scatter_tile(lga, geo, s0, count, p.ga, ls);
+    scatter_tile(lgb, geo, s0, count, p.gb, ls);
+    scatter_tile(lgc, geo, s0, count, p.gc, ls);
+    if (count % 2 == 1) tile_cur = 1 - tile_cur;
+  }
+}
+
+template <typename T>
+void backward(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
+  const int64_t ls = padded_stride<T>(geo);
+  const SendLines<T> send{scratch + kPad<T>, ls};
+  // Nothing comes back to the last line, and the pads stay zero: start from zeros.
+  const int64_t send_size = 6 * p.channels * ls;
+  for (int64_t i = 0; i < send_size; ++i) scratch[i] = T(0);
+  if (geo.horizontal) {
+    backward_horizontal(p, geo, tiling, send, send.base + send_size);
   } else {
-    backward_plane_impl<false, false>(p, geo, tiling, scratch);
+    backward_vertical(p, geo, tiling, send);
   }
 }
 
@@ -502,11 +827,32 @@ inline T magnitude(T v) {
   return v < T(0) ? -v : v;
 }
 
+// The loops below leave the first `done` positions to AVX2 code for float
+// (GCC keeps a branch in them, and random signs mispredict every other one).
+
 template <typename T>
 void normalize(
     const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ c,
     T* __restrict__ na, T* __restrict__ nb, T* __restrict__ nc, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t done = 0;
+#ifdef IAL_CPU_AVX2
+  if constexpr (sizeof(T) == sizeof(float)) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (; done + 8 <= n; done += 8) {
+      const __m256 av = _mm256_loadu_ps(reinterpret_cast<const float*>(a) + done);
+      const __m256 bv = _mm256_loadu_ps(reinterpret_cast<const float*>(b) + done);
+      const __m256 cv = _mm256_loadu_ps(reinterpret_cast<const float*>(c) + done);
+      const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_and_ps(av, abs_mask), _mm256_and_ps(bv, abs_mask)),
+                                       _mm256_and_ps(cv, abs_mask));
+      const __m256 m = _mm256_max_ps(sum, one);  // sum > 1 ? sum : 1
+      _mm256_storeu_ps(reinterpret_cast<float*>(na) + done, _mm256_div_ps(av, m));
+      _mm256_storeu_ps(reinterpret_cast<float*>(nb) + done, _mm256_div_ps(bv, m));
+      _mm256_storeu_ps(reinterpret_cast<float*>(nc) + done, _mm256_div_ps(cv, m));
+    }
+  }
+#endif
+  for (int64_t i = done; i < n; ++i) {
     const T s = magnitude(a[i]) + magnitude(b[i]) + magnitude(c[i]);
     const T m = s > T(1) ? s : T(1);
     na[i] = a[i] / m;
@@ -515,14 +861,57 @@ void normalize(
   }
 }
 
+// -1, 0 or 1, as torch's sign (the derivative of abs).
+template <typename T>
+inline T sign(T v) {
+  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
+}
+
+#ifdef IAL_CPU_AVX2
+inline __m256 sign8(__m256 v) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_sub_ps(_mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), one),
+                       _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ), one));
+}
+#endif
+
 // d(v / m)/dv with m = max(1, s), s = |a| + |b| + |c|: where s >= 1 (the
 // branch torch's clamp_min differentiates at s = 1), g_j / s - sign(v_j) *
-// sum_k g_k v_k / s^2; elsewhere the identity. sign(0) = 0, as torch's abs.
+// sum_k g_k v_k / s^2; elsewhere the identity.
 template <typename T>
 void normalize_backward(
     const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ c,
     T* __restrict__ ga, T* __restrict__ gb, T* __restrict__ gc, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t done = 0;
+#ifdef IAL_CPU_AVX2
+  if constexpr (sizeof(T) == sizeof(float)) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    auto at = [](T* p, int64_t i) { return reinterpret_cast<float*>(p) + i; };
+    auto in = [](const T* p, int64_t i) { return reinterpret_cast<const float*>(p) + i; };
+    for (; done + 8 <= n; done += 8) {
+      const __m256 av = _mm256_loadu_ps(in(a, done));
+      const __m256 bv = _mm256_loadu_ps(in(b, done));
+      const __m256 cv = _mm256_loadu_ps(in(c, done));
+      const __m256 gav = _mm256_loadu_ps(at(ga, done));
+      const __m256 gbv = _mm256_loadu_ps(at(gb, done));
+      const __m256 gcv = _mm256_loadu_ps(at(gc, done));
+      const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_and_ps(av, abs_mask), _mm256_and_ps(bv, abs_mask)),
+                                       _mm256_and_ps(cv, abs_mask));
+      const __m256 scaled = _mm256_cmp_ps(sum, one, _CMP_GE_OQ);
+      const __m256 inv = _mm256_div_ps(one, _mm256_blendv_ps(one, sum, scaled));
+      const __m256 dot = _mm256_and_ps(
+          _mm256_mul_ps(_mm256_fmadd_ps(gav, av, _mm256_fmadd_ps(gbv, bv, _mm256_mul_ps(gcv, cv))),
+                        _mm256_mul_ps(inv, inv)),
+          scaled);
+      _mm256_storeu_ps(at(ga, done), _mm256_fnmadd_ps(sign8(av), dot, _mm256_mul_ps(gav, inv)));
+      _mm256_storeu_ps(at(gb, done), _mm256_fnmadd_ps(sign8(bv), dot, _mm256_mul_ps(gbv, inv)));
+      _mm256_storeu_ps(at(gc, done), _mm256_fnmadd_ps(sign8(cv), dot, _mm256_mul_ps(gcv, inv)));
+    }
+  }
+#endif
+  for (int64_t i = done; i < n; ++i) {
     const T av = a[i];
     const T bv = b[i];
     const T cv = c[i];
@@ -530,37 +919,42 @@ void normalize_backward(
     const bool scaled = s >= T(1);
     const T inv = scaled ? T(1) / s : T(1);
     const T dot = scaled ? (ga[i] * av + gb[i] * bv + gc[i] * cv) * inv * inv : T(0);
-    const T sa = av > T(0) ? T(1) : (av < T(0) ? T(-1) : T(0));
-    const T sb = bv > T(0) ? T(1) : (bv < T(0) ? T(-1) : T(0));
-    const T sc = cv > T(0) ? T(1) : (cv < T(0) ? T(-1) : T(0));
-    ga[i] = ga[i] * inv - sa * dot;
-    gb[i] = gb[i] * inv - sb * dot;
-    gc[i] = gc[i] * inv - sc * dot;
+    ga[i] = ga[i] * inv - sign(av) * dot;
+    gb[i] = gb[i] * inv - sign(bv) * dot;
+    gc[i] = gc[i] * inv - sign(cv) * dot;
   }
 }
 
+// Which of the four scans is the first to reach their maximum (torch.max(dim)
+// routes the gradient to the first index of a tie), as 0..3. The running
+// argmax is kept in T so that the loop vectorises.
 template <typename T>
-void maximum(T* __restrict__ out, const T* __restrict__ h, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    out[i] = h[i] > out[i] ? h[i] : out[i];
-  }
-}
-
-// The first direction to reach the maximum takes the whole gradient, as
-// torch.max(dim) routes it to the first index of a tie.
-template <typename T>
-void route(const T* __restrict__ grad, const T* const* h, int direction, T* __restrict__ out, int64_t n) {
+void first_max(const T* const* h, uint8_t* __restrict__ which, int64_t n) {
   const T* __restrict__ h0 = h[0];
   const T* __restrict__ h1 = h[1];
   const T* __restrict__ h2 = h[2];
   const T* __restrict__ h3 = h[3];
   for (int64_t i = 0; i < n; ++i) {
     T best = h0[i];
-    int which = 0;
-    if (h1[i] > best) { best = h1[i]; which = 1; }
-    if (h2[i] > best) { best = h2[i]; which = 2; }
-    if (h3[i] > best) { which = 3; }
-    out[i] = which == direction ? grad[i] : T(0);
+    T index = T(0);
+    const bool over1 = h1[i] > best;
+    best = over1 ? h1[i] : best;
+    index = over1 ? T(1) : index;
+    const bool over2 = h2[i] > best;
+    best = over2 ? h2[i] : best;
+    index = over2 ? T(2) : index;
+    index = h3[i] > best ? T(3) : index;
+    which[i] = static_cast<uint8_t>(index);
+  }
+}
+
+// out = grad where `direction` is the first maximum, else 0.
+template <typename T>
+void route(const T* __restrict__ grad, const uint8_t* __restrict__ which, int direction, T* __restrict__ out,
+           int64_t n) {
+  const uint8_t wanted = static_cast<uint8_t>(direction);
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = which[i] == wanted ? grad[i] : T(0);
   }
 }
 
@@ -575,12 +969,12 @@ template <typename T>
 Kernels<T> make_kernels() {
   Kernels<T> k;
   k.forward_scratch = &forward_scratch<T>;
-  k.forward_plane = &forward_plane<T>;
+  k.forward = &forward<T>;
   k.backward_scratch = &backward_scratch<T>;
-  k.backward_plane = &backward_plane<T>;
+  k.backward = &backward<T>;
   k.normalize = &normalize<T>;
   k.normalize_backward = &normalize_backward<T>;
-  k.maximum = &maximum<T>;
+  k.first_max = &first_max<T>;
   k.route = &route<T>;
   k.add = &add<T>;
   return k;

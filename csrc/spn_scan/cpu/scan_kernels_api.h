@@ -1,7 +1,7 @@
-// Entry points of the per-plane SPN scan kernels, compiled once per instruction
-// set (scan_kernels_default.cpp, scan_kernels_avx2.cpp);
-// scan_kernels<T>() returns the table of the ISA that common/cpu_features.h picks.
-// The fused propagation (csrc/spn_propagate) runs the same plane kernels.
+// Entry points of the SPN scan kernels, compiled once per instruction set
+// (scan_kernels_default.cpp, scan_kernels_avx2.cpp); scan_kernels<T>() returns
+// the table of the ISA that common/cpu_features.h picks. The fused propagation
+// (csrc/spn_propagate) runs the same kernels.
 #pragma once
 
 #include "../spn_scan.h"
@@ -12,29 +12,37 @@ namespace ial {
 namespace spn {
 namespace cpu {
 
-// Horizontal scans move `tile` image columns at a time into line buffers, as
-// many as the core's L2 holds (see choose_tiling).
+// Horizontal scans move `tile` image columns at a time into line buffers (see
+// choose_tiling); vertical scans of several channels against one gate set run
+// `rows` rows of every channel while those gate rows are in cache.
 struct Tiling {
   int64_t tile = 16;
+  int64_t rows = 32;
 };
 
-// The tiling for a scan whose plane kernels keep `arrays` tile buffers of
-// `element_size`-byte values live (5 forward, 10 backward), from the L2 size.
-Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, int64_t arrays);
+// The tiling of a forward or backward scan, from the L2 size.
+Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backward);
 
-// One plane of x and its three gate planes.
+// `channels` consecutive planes of x (plane k at x + k * H * W) scanned against
+// one set of gate planes: one plane with its own gates, or channels of one
+// batch item sharing theirs. With merge_max the output keeps the larger of its
+// value and the scan's (the max merge of spn_propagate) instead of the scan.
 template <typename T>
-struct PlaneInputs {
+struct ScanInputs {
   const T* x;
   const T* a;
   const T* b;
   const T* c;
+  int64_t channels = 1;
+  bool merge_max = false;
 };
 
-// One plane of every backward operand. With accumulate_x (accumulate_gates)
-// the plane adds its gradient to gx (ga, gb, gc) instead of writing it.
+// The backward operands of such a run: g, x, h and gx are planes like x; the
+// gate gradient (ga, gb, gc) is one set, summed over the channels. With
+// accumulate_x (accumulate_gates) the kernel adds to gx (ga, gb, gc) instead
+// of writing them.
 template <typename T>
-struct BackwardPlane {
+struct BackwardInputs {
   const T* g;  // incoming gradient of h
   const T* x;
   const T* a;
@@ -45,27 +53,28 @@ struct BackwardPlane {
   T* ga;
   T* gb;
   T* gc;
+  int64_t channels = 1;
   bool accumulate_x = false;
   bool accumulate_gates = false;
 };
 
 template <typename T>
 struct Kernels {
-  // Elements of per-thread scratch each plane kernel needs.
-  int64_t (*forward_scratch)(const ScanGeometry&, const Tiling&);
-  void (*forward_plane)(const PlaneInputs<T>& in, T* h, const ScanGeometry&, const Tiling&, T* scratch);
-  int64_t (*backward_scratch)(const ScanGeometry&, const Tiling&);
-  void (*backward_plane)(const BackwardPlane<T>& in, const ScanGeometry&, const Tiling&, T* scratch);
+  // Elements of per-thread scratch a kernel call over `channels` planes needs.
+  int64_t (*forward_scratch)(const ScanGeometry&, const Tiling&, int64_t channels);
+  void (*forward)(const ScanInputs<T>& in, T* h, const ScanGeometry&, const Tiling&, T* scratch);
+  int64_t (*backward_scratch)(const ScanGeometry&, const Tiling&, int64_t channels);
+  void (*backward)(const BackwardInputs<T>& in, const ScanGeometry&, const Tiling&, T* scratch);
 
   // Element-wise pieces of the fused propagation, over n positions.
   // (na, nb, nc) = (a, b, c) / max(1, |a| + |b| + |c|).
   void (*normalize)(const T* a, const T* b, const T* c, T* na, T* nb, T* nc, int64_t n);
   // In place: the gradient (ga, gb, gc) of the normalised gates becomes that of the raw ones.
   void (*normalize_backward)(const T* a, const T* b, const T* c, T* ga, T* gb, T* gc, int64_t n);
-  // out = max(out, h).
-  void (*maximum)(T* out, const T* h, int64_t n);
-  // out = grad where `direction` is the first of h[0..3] to reach the maximum, else 0.
-  void (*route)(const T* grad, const T* const* h, int direction, T* out, int64_t n);
+  // which = the first of h[0..3] to reach their maximum (0..3), as torch.max(dim) picks.
+  void (*first_max)(const T* const* h, uint8_t* which, int64_t n);
+  // out = grad where which == direction, else 0.
+  void (*route)(const T* grad, const uint8_t* which, int direction, T* out, int64_t n);
   // out += in.
   void (*add)(T* out, const T* in, int64_t n);
 };

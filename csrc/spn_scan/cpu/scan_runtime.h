@@ -52,6 +52,28 @@ inline ChannelParts channel_parts(int64_t batch, int64_t channels) {
   return parts;
 }
 
+// The kernel calls of a scan op: one per plane with per-channel gates; with
+// shared gates one per (batch item, part of its channels), which runs those
+// channels against the batch item's gates.
+struct ChannelCalls {
+  ChannelParts parts;
+  int64_t count = 0;
+  int64_t max_channels = 1;  // the most channels one call runs
+
+  int64_t batch(int64_t call) const { return call / parts.parts; }
+  int64_t part(int64_t call) const { return call % parts.parts; }
+  int64_t first(int64_t call) const { return parts.begin(part(call)); }
+  int64_t channels(int64_t call) const { return parts.end(part(call)) - first(call); }
+};
+
+inline ChannelCalls channel_calls(int64_t batch, int64_t channels, bool shared_gates) {
+  ChannelCalls calls;
+  calls.parts = shared_gates ? channel_parts(batch, channels) : ChannelParts{channels, channels};
+  calls.count = batch * calls.parts.parts;
+  calls.max_channels = (channels + calls.parts.parts - 1) / calls.parts.parts;
+  return calls;
+}
+
 // float16 and bfloat16 run through the float32 kernels: the op converts its
 // inputs to float32 and its outputs back, so every sum is taken in float32.
 inline bool is_reduced_precision(const at::Tensor& t) {

@@ -2,11 +2,10 @@
 // planes (one per batch item and channel) across threads. The per-plane
 // kernels live in scan_kernels.h, compiled per instruction set.
 //
-// Shared gates (B, 3, H, W): a thread's planes are consecutive channels of one
-// batch item, so the three gate planes stay in cache while it runs them. Their
-// gradient is summed over the channels inside the kernels (each plane adds its
-// gate gradient to its task's buffer; see ChannelParts), never through a
-// (B, 3C, H, W) temporary.
+// Shared gates (B, 3, H, W): one kernel call runs consecutive channels of one
+// batch item against the gate set, which it reads (and, horizontally,
+// transposes) once, and returns their gate gradient summed over the channels,
+// never through a (B, 3C, H, W) temporary.
 #include "../spn_scan.h"
 #include "../../common/output_memory.h"
 #include "scan_kernels_api.h"
@@ -26,26 +25,25 @@ namespace spn {
 namespace {
 
 template <typename T>
-cpu::PlaneInputs<T> plane_inputs(const T* x, const T* gates, const ScanGeometry& geo, const GateLayout& layout,
-                                 int64_t p) {
-  const T* a = gates + layout.offset(p / geo.channels, p % geo.channels);
-  return {x + p * geo.plane_size(), a, a + layout.gate_stride, a + 2 * layout.gate_stride};
-}
-
-template <typename T>
 at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const ScanGeometry& geo) {
   at::Tensor h = common::empty_output(x.sizes(), x.options());
   const T* xd = x.const_data_ptr<T>();
   const T* gd = gates.const_data_ptr<T>();
   T* hd = h.mutable_data_ptr<T>();
+  const int64_t hw = geo.plane_size();
   const auto& kernels = cpu::scan_kernels<T>();
-  const auto tiling = cpu::choose_tiling(geo, sizeof(T), 5);
+  const auto tiling = cpu::choose_tiling(geo, sizeof(T), /*backward=*/false);
   const auto layout = gate_layout(geo);
-  at::parallel_for(0, geo.planes(), 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling));
-    for (int64_t p = begin; p < end; ++p) {
-      kernels.forward_plane(plane_inputs(xd, gd, geo, layout, p), hd + p * geo.plane_size(), geo, tiling,
-                            scratch.data());
+  const auto calls = cpu::channel_calls(geo.batch, geo.channels, geo.shared_gates);
+  at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
+    cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels));
+    for (int64_t call = begin; call < end; ++call) {
+      const int64_t b = calls.batch(call);
+      const int64_t first = calls.first(call);
+      const int64_t p = b * geo.channels + first;
+      const T* a = gd + layout.offset(b, first);
+      kernels.forward({xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, calls.channels(call)},
+                      hd + p * hw, geo, tiling, scratch.data());
     }
   });
   return h;
@@ -68,53 +66,43 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   T* ggd = grad_gates.mutable_data_ptr<T>();
   const int64_t hw = geo.plane_size();
   const auto& kernels = cpu::scan_kernels<T>();
-  const auto tiling = cpu::choose_tiling(geo, sizeof(T), 10);
+  const auto tiling = cpu::choose_tiling(geo, sizeof(T), /*backward=*/true);
   const auto layout = gate_layout(geo);
-  auto plane = [&](int64_t p, T* ga, bool accumulate_gates) {
-    const auto in = plane_inputs(xd, gatesd, geo, layout, p);
-    return cpu::BackwardPlane<T>{
-        gd + p * hw, in.x, in.a, in.b, in.c, hd + p * hw, gxd + p * hw,
-        ga, ga + layout.gate_stride, ga + 2 * layout.gate_stride, false, accumulate_gates};
-  };
-  if (!geo.shared_gates) {
-    at::parallel_for(0, geo.planes(), 1, [&](int64_t begin, int64_t end) {
-      cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling));
-      for (int64_t p = begin; p < end; ++p) {
-        T* ga = ggd + layout.offset(p / geo.channels, p % geo.channels);
-        kernels.backward_plane(plane(p, ga, false), geo, tiling, scratch.data());
-      }
-    });
-    return {grad_x, grad_gates};
-  }
-  // Part 0 of every batch item sums into grad_gates, the others into `partial`.
-  const auto parts = cpu::channel_parts(geo.batch, geo.channels);
+  const auto calls = cpu::channel_calls(geo.batch, geo.channels, geo.shared_gates);
+  const auto& parts = calls.parts;
+  // Shared gates: part 0 of every batch item writes its channels' sum to
+  // grad_gates, the others to `partial`, added in order below.
   const int64_t gate_set = 3 * hw;
-  at::Tensor partial = parts.parts > 1
-      ? at::empty({geo.batch, parts.parts - 1, gate_set}, gates.options())
-      : at::Tensor();
-  T* pd = parts.parts > 1 ? partial.mutable_data_ptr<T>() : nullptr;
-  auto part_buffer = [&](int64_t b, int64_t part) {
-    return part == 0 ? ggd + b * gate_set : pd + (b * (parts.parts - 1) + part - 1) * gate_set;
+  const bool partials = geo.shared_gates && parts.parts > 1;
+  at::Tensor partial = partials ? at::empty({geo.batch, parts.parts - 1, gate_set}, gates.options()) : at::Tensor();
+  T* pd = partials ? partial.mutable_data_ptr<T>() : nullptr;
+  auto gate_gradient = [&](int64_t b, int64_t part, int64_t first) {
+    if (!geo.shared_gates || part == 0) return ggd + layout.offset(b, first);
+    return pd + (b * (parts.parts - 1) + part - 1) * gate_set;
   };
-  at::parallel_for(0, geo.batch * parts.parts, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling));
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / parts.parts;
-      const int64_t part = task % parts.parts;
-      T* ga = part_buffer(b, part);
-      for (int64_t ch = parts.begin(part); ch < parts.end(part); ++ch) {
-        const int64_t p = b * geo.channels + ch;
-        kernels.backward_plane(plane(p, ga, ch != parts.begin(part)), geo, tiling, scratch.data());
-      }
+  at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
+    cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling, calls.max_channels));
+    for (int64_t call = begin; call < end; ++call) {
+      const int64_t b = calls.batch(call);
+      const int64_t part = calls.part(call);
+      const int64_t first = calls.first(call);
+      const int64_t p = b * geo.channels + first;
+      const T* a = gatesd + layout.offset(b, first);
+      T* ga = gate_gradient(b, part, first);  // a partial's planes lie gate_stride = H * W apart too
+      const int64_t gs = layout.gate_stride;
+      kernels.backward(
+          {gd + p * hw, xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, hd + p * hw,
+           gxd + p * hw, ga, ga + gs, ga + 2 * gs, calls.channels(call)},
+          geo, tiling, scratch.data());
     }
   });
-  if (parts.parts > 1) {
+  if (partials) {
     at::parallel_for(0, geo.batch * 3, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t b = item / 3;
         const int64_t gate = item % 3;
         for (int64_t part = 1; part < parts.parts; ++part) {
-          kernels.add(part_buffer(b, 0) + gate * hw, part_buffer(b, part) + gate * hw, hw);
+          kernels.add(ggd + b * gate_set + gate * hw, gate_gradient(b, part, 0) + gate * hw, hw);
         }
       }
     });

@@ -53,14 +53,16 @@ def _train(arguments: argparse.Namespace) -> int:
 def _evaluate(arguments: argparse.Namespace) -> int:
     from .train.inference_cli import evaluate_checkpoint
 
-    evaluate_checkpoint(arguments.checkpoint, config_from_arguments(arguments), arguments.split)
+    evaluate_checkpoint(arguments.checkpoint, config_from_arguments(arguments), arguments.split,
+                        arguments.crf_iterations if arguments.crf else 0)
     return 0
 
 
 def _infer(arguments: argparse.Namespace) -> int:
     from .train.inference_cli import infer_images
 
-    infer_images(arguments.checkpoint, arguments.inputs, arguments.output, arguments.device)
+    infer_images(arguments.checkpoint, arguments.inputs, arguments.output, arguments.device,
+                 arguments.crf_iterations if arguments.crf else 0)
     return 0
 
 
@@ -77,6 +79,12 @@ def _export(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def add_crf_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--crf", action="store_true",
+                        help="refine the final probabilities with the dense CRF (needs the crf extra)")
+    parser.add_argument("--crf-iterations", type=int, default=10, help="mean-field iterations of that CRF")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ial", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="mIoU of a checkpoint's unary and refined output")
     evaluate.add_argument("checkpoint", help="a step_<t>.pt written by `ial train`")
     evaluate.add_argument("--split", choices=["train", "val"], default="val", help="which split to score")
+    add_crf_options(evaluate)
     add_config_options(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -97,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("inputs", nargs="+", help="image files or folders")
     infer.add_argument("--output", default="outputs/infer", help="folder for the label PNGs")
     infer.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_crf_options(infer)
     infer.set_defaults(handler=_infer)
 
     export = commands.add_parser("export", help="write a checkpoint's unary + pairwise model as ONNX")

@@ -27,6 +27,12 @@ def crf_available() -> bool:
     return True
 
 
+def require_crf() -> None:
+    """Raises ImportError with the install line when pydensecrf2 is missing: before a long pass,
+    not at its first image."""
+    _densecrf()
+
+
 def _densecrf():
     try:
         import pydensecrf.densecrf as densecrf

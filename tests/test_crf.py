@@ -73,3 +73,28 @@ def test_without_pydensecrf_the_error_says_how_to_install_it(monkeypatch):
     rgb, truth = two_region_picture(8, 8)
     with pytest.raises(ImportError, match=r'pip install "ial_ext\[crf\]"'):
         crf.dense_crf(blurry_scores(truth), rgb)
+
+
+@needs_crf
+def test_crf_seeds_follow_the_colour_edge_that_the_cams_miss():
+    import torch
+
+    from ial_ext.train.seeds import crf_seeds_from_cams, seeds_from_cams
+
+    rgb, truth = two_region_picture()
+    cams = torch.from_numpy(blurry_scores(truth, noise=0.1)[1])[None, None]  # class 1 = the right part
+    class_labels = torch.tensor([[1.0, 1.0, 0.0]])  # background and class 1 present, class 2 absent
+    cams = torch.cat([cams, torch.rand_like(cams)], dim=1)  # an absent class's CAM never shows up
+
+    def precision_and_coverage(seeds):
+        known = seeds[0] != 255
+        return float((seeds[0][known].numpy() == truth[known.numpy()]).mean()), float(known.float().mean())
+
+    plain = seeds_from_cams(cams, class_labels, 0.5, 4.0)
+    refined = crf_seeds_from_cams(cams, class_labels, torch.from_numpy(rgb)[None], 0.5, 4.0, iterations=10)
+    assert refined.shape == plain.shape and refined.dtype == torch.int64
+    assert set(refined.unique().tolist()) <= {0, 1, 255}
+    plain_precision, _ = precision_and_coverage(plain)
+    refined_precision, refined_coverage = precision_and_coverage(refined)
+    assert plain_precision < 0.95  # the blurry CAM puts part of the background into class 1
+    assert refined_precision > 0.99 and refined_coverage > 0.9

@@ -151,11 +151,10 @@ def test_exif_orientation_is_applied_to_images_and_their_size(tmp_path):
     assert check_files(dataset, progress=False) == []
 
 
-def test_a_folder_set_trains_end_to_end(tmp_path):
-    """The EM loop on a folder set where only half of the validation images have masks."""
+def write_folder_set(root):
+    """8 training and 4 validation images of 3 classes; masks for val images 0 and 2 only."""
     from ial_ext.data import SyntheticDataset
 
-    root = tmp_path / "data"
     for split, count in (("train", 8), ("val", 4)):
         source = SyntheticDataset(split, num_images=count, image_size=32, num_object_classes=3)
         lines = []
@@ -171,14 +170,39 @@ def test_a_folder_set_trains_end_to_end(tmp_path):
                 Image.fromarray(sample["mask"].numpy().astype(np.uint8), mode="L").save(root / "masks" / f"{split}_{index}.png")
         (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
     (root / "classes.txt").write_text("\n".join(source.class_names[1:]) + "\n")
+
+
+def tiny_folder_config(root, output_dir) -> Config:
     config = Config()
     config.data.dataset, config.data.root, config.data.image_size = "folder", str(root), 32
     for optim in (config.classifier, config.unary, config.pairwise, config.region):
         optim.iterations, optim.batch_size = 2, 4
     config.loop.steps, config.loop.energy_images = 1, 2
-    config.run.output_dir, config.run.progress, config.run.figure_images = str(tmp_path / "run"), False, 2
+    config.run.output_dir, config.run.progress, config.run.figure_images = str(output_dir), False, 2
+    return config
+
+
+def test_a_folder_set_trains_end_to_end(tmp_path):
+    """The EM loop on a folder set where only half of the validation images have masks."""
+    root = tmp_path / "data"
+    write_folder_set(root)
+    config = tiny_folder_config(root, tmp_path / "run")
     rows = run_em(config)
     assert [row["stage"] for row in rows] == ["seeds", "unary", "mined", "pairwise"]
     # No training image has a mask: nothing to score there. The two masked val images are scored.
     assert all(math.isnan(row["train_miou"]) for row in rows)
     assert 0 <= rows[-1]["val_miou"] <= 1
+
+
+def test_bad_validation_files_stop_the_run_before_any_training(tmp_path):
+    """A corrupt image and a mask of the wrong size in the val split: one error names both, and
+    nothing is trained (no checkpoint written)."""
+    root = tmp_path / "data"
+    write_folder_set(root)
+    (root / "images" / "val_1.png").write_bytes(b"not a png")
+    Image.new("L", (16, 16)).save(root / "masks" / "val_2.png")
+    with pytest.raises(ValueError, match="2 bad file") as error:
+        run_em(tiny_folder_config(root, tmp_path / "run"))
+    assert "val_1.png" in str(error.value) and "val_2.png" in str(error.value)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from ial_ext.crf import crf_available
 from ial_ext.train.checkpoint import load_checkpoint, step_path
 from ial_ext.train.config import Config
 from ial_ext.train.em import run_em
@@ -157,3 +158,26 @@ def test_ial_infer_writes_palette_label_maps(tmp_path):
     with pytest.raises(Exception, match="no such image or folder"):
         infer_images(str(step_path(str(tmp_path / "run" / "checkpoints"), 1)), [str(images / "missing.png")],
                      str(tmp_path / "labels"))
+
+
+@pytest.mark.skipif(not crf_available(), reason='needs pydensecrf2 (pip install "ial_ext[crf]")')
+def test_the_dense_crf_on_seeds_evaluation_and_infer(tmp_path, capsys):
+    from PIL import Image
+
+    from ial_ext.data import SyntheticDataset
+    from ial_ext.train.inference_cli import evaluate_checkpoint, infer_images
+
+    config = tiny_config(tmp_path / "run", steps=1)
+    config.seeds.crf, config.seeds.crf_iterations = True, 3
+    rows = run_em(config)
+    assert stages(rows)[0] == (0, "seeds")
+    checkpoint = str(step_path(str(tmp_path / "run" / "checkpoints"), 1))
+    scores = evaluate_checkpoint(checkpoint, config, "val", crf_iterations=3)
+    assert set(scores) == {"unary_miou", "pairwise_miou"} and all(0 <= v <= 1 for v in scores.values())
+    images = tmp_path / "images"
+    images.mkdir()
+    sample = SyntheticDataset("val", num_images=1, image_size=40, num_object_classes=3)[0]
+    Image.fromarray(sample["rgb"].numpy()).save(images / "scene.png")
+    written = infer_images(checkpoint, [str(images)], str(tmp_path / "labels"), device="cpu", crf_iterations=3)
+    labels = np.asarray(Image.open(written[0]))
+    assert labels.shape == (40, 40) and labels.max() < 4

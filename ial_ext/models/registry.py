@@ -22,7 +22,10 @@ def build_model(spec: Mapping) -> nn.Module:
     kwargs = spec.get("kwargs", {})
     if not isinstance(kwargs, Mapping):
         raise ValueError(f"the 'kwargs' of a {name} spec must be a dict, got {kwargs!r}")
+    network_class = NETWORK_CLASSES[name]
+    upgrade = getattr(network_class, "upgrade_spec_kwargs", None)
+    kwargs = upgrade(dict(kwargs)) if upgrade is not None else kwargs
     try:
-        return NETWORK_CLASSES[name](**kwargs)
+        return network_class(**kwargs)
     except TypeError as error:
         raise ValueError(f"cannot build {name} from kwargs {dict(kwargs)!r}: {error}") from error

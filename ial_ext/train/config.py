@@ -48,6 +48,7 @@ class ModelConfig:
     pairwise_gate_layout: str = setting(
         "shared", "pairwise affinity maps: shared (the paper's 12, for all classes) | per_class (12 per class)"
     )
+    pairwise_class_prior: bool = setting(True, "a learned per-class prior on the refined map")
     unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's inference)")
     unary_flip: bool = setting(True, "also average the unary map over the mirror image")
 
@@ -82,6 +83,8 @@ class SeedConfig:
     # against 0.30 / 0.50 with 4 / 32).
     foreground_alpha: float = setting(0.5, "strong background: only confident foreground survives (PSA: 4)")
     background_alpha: float = setting(4.0, "weak background: only confident background survives (PSA: 32)")
+    crf: bool = setting(False, "refine both background-score maps with the dense CRF first (PSA; the crf extra)")
+    crf_iterations: int = setting(10, "mean-field iterations of that CRF")
 
 
 @dataclass

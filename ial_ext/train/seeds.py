@@ -1,4 +1,5 @@
 """Object seeds Y0 from class activation maps (the PSA recipe, Ahn and Kwak 2018)."""
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -49,3 +50,31 @@ def seeds_from_cams(
 
 def upsample_cams(cams: Tensor, size) -> Tensor:
     return F.interpolate(cams, size=size, mode="bilinear", align_corners=False)
+
+
+def crf_seeds_from_cams(
+    cams: Tensor, class_labels: Tensor, rgb: Tensor, foreground_alpha: float, background_alpha: float,
+    iterations: int,
+) -> Tensor:
+    """PSA's seeds with its CRF step: each of the two background-score maps over an image's own
+    classes is refined by the dense CRF (ial_ext.crf, the `crf` extra) before its argmax.
+    cams (B, C-1, H, W) at image resolution, class_labels (B, C), rgb (B, H, W, 3) uint8."""
+    from ..crf import dense_crf
+
+    seeds = torch.full(cams.shape[:1] + cams.shape[2:], IGNORE_INDEX, dtype=torch.int64)
+    normalized = normalize_cams(cams).float().cpu().numpy()
+    for k in range(len(cams)):
+        present = (class_labels[k, 1:] > 0).nonzero().flatten().cpu().numpy()
+        foreground = normalized[k][present]
+        peak = foreground.max(axis=0, initial=0.0)
+        classes = torch.from_numpy(np.concatenate([[0], present + 1]))  # channel -> class id
+        image = rgb[k].cpu().numpy()
+
+        def refined_argmax(alpha: float) -> Tensor:
+            scores = np.concatenate([np.clip(1 - peak, 0, None)[None] ** alpha, foreground])
+            return classes[torch.from_numpy(dense_crf(scores, image, iterations=iterations).argmax(axis=0))]
+
+        confident_foreground, confident_background = refined_argmax(foreground_alpha), refined_argmax(background_alpha)
+        agree = confident_foreground == confident_background
+        seeds[k][agree] = confident_foreground[agree]
+    return seeds.to(cams.device)

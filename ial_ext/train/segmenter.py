@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -56,3 +57,13 @@ class Segmenter(nn.Module):
         above `confidence` are unknown (255)."""
         top, labels = self(images, class_labels).max(dim=1)
         return labels.masked_fill(top <= confidence, IGNORE_INDEX) if confidence > 0 else labels
+
+
+def crf_labels(probabilities: Tensor, rgb: Tensor, iterations: int) -> Tensor:
+    """(B, H, W) argmax of the dense CRF (ial_ext.crf) over (B, C, H, W) probabilities and the
+    (B, H, W, 3) uint8 pictures; the crf extra must be installed."""
+    from ..crf import dense_crf
+
+    labels = [dense_crf(p.float().cpu().numpy(), image.cpu().numpy(), iterations=iterations).argmax(axis=0)
+              for p, image in zip(probabilities, rgb)]
+    return torch.from_numpy(np.stack(labels)).long().to(probabilities.device)

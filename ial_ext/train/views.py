@@ -18,7 +18,8 @@ class TrainingView(Dataset):
 
     Indexed by a position, or by a (position, flip) pair from `ShuffledBatches`, which mirrors
     image, target and segments alike. The ground-truth mask is dropped unless `with_mask`
-    (passes score against it; training never sees it). item["index"] is the index into `base`.
+    (passes score against it; training never sees it); the uint8 picture "rgb" (H, W, 3) only
+    with `with_rgb` (the dense CRF's input). item["index"] is the index into `base`.
     """
 
     def __init__(
@@ -28,12 +29,14 @@ class TrainingView(Dataset):
         superpixels: Optional[Callable[[dict], Tensor]] = None,
         indices: Optional[Sequence[int]] = None,
         with_mask: bool = False,
+        with_rgb: bool = False,
     ):
         self.base = base
         self.indices = range(len(base)) if indices is None else torch.as_tensor(indices, dtype=torch.int64)
         self.labels = labels
         self.superpixels = superpixels
         self.with_mask = with_mask
+        self.with_rgb = with_rgb
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -45,6 +48,8 @@ class TrainingView(Dataset):
         item = {"image": sample["image"], "class_labels": sample["class_labels"], "index": index}
         if self.with_mask and "mask" in sample:
             item["mask"] = sample["mask"]
+        if self.with_rgb:
+            item["rgb"] = sample["rgb"]
         if self.labels is not None:
             item["target"] = torch.from_numpy(self.labels.read(index)).long()
         if self.superpixels is not None:
@@ -53,4 +58,6 @@ class TrainingView(Dataset):
             for name in ("image", "target", "segments", "mask"):
                 if name in item:
                     item[name] = item[name].flip(-1)
+            if "rgb" in item:
+                item["rgb"] = item["rgb"].flip(-2)  # (H, W, 3)
         return item

@@ -6,6 +6,7 @@ from typing import Optional
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ...crf import require_crf
 from ...models import CAMNetwork
 from ..config import Config
 from ..fit import FitCheckpoints, fit
@@ -13,7 +14,7 @@ from ..label_store import LabelStore
 from ..losses import classification_loss
 from ..passes import PassResult, fingerprint, label_pass
 from ..runtime import Runtime
-from ..seeds import seeds_from_cams, upsample_cams
+from ..seeds import crf_seeds_from_cams, seeds_from_cams, upsample_cams
 from ..views import TrainingView
 
 
@@ -36,6 +37,8 @@ def generate_seeds(
     config: Config, runtime: Runtime, network: CAMNetwork, dataset: Dataset, store: LabelStore
 ) -> PassResult:
     """Y0 into `store`: seeds from the CAMs of each image's present classes, 255 unknown."""
+    if config.seeds.crf:
+        require_crf()
     network.eval()
 
     def predict(batch: dict) -> Tensor:
@@ -43,9 +46,11 @@ def generate_seeds(
         # CAMs of the image and of its mirror image, averaged: less noisy seeds, as in PSA.
         cams = network.cams(images) + network.cams(images.flip(-1)).flip(-1)
         cams = upsample_cams(cams, images.shape[-2:])
-        return seeds_from_cams(
-            cams, batch["class_labels"], config.seeds.foreground_alpha, config.seeds.background_alpha
-        )
+        seeds = config.seeds
+        if seeds.crf:
+            return crf_seeds_from_cams(cams, batch["class_labels"], batch["rgb"], seeds.foreground_alpha,
+                                       seeds.background_alpha, seeds.crf_iterations)
+        return seeds_from_cams(cams, batch["class_labels"], seeds.foreground_alpha, seeds.background_alpha)
 
-    view = TrainingView(dataset, with_mask=True)
+    view = TrainingView(dataset, with_mask=True, with_rgb=config.seeds.crf)
     return label_pass(runtime, view, predict, dataset.num_classes, "seeds", store, fingerprint(network))

@@ -20,7 +20,7 @@ from ..segmenter import Segmenter, unary_probabilities
 from ..views import TrainingView
 
 
-class _PairwiseWithGates(nn.Module):
+class PairwiseWithGates(nn.Module):
     """g's forward returning its gates too, so that DDP sees one forward for both losses."""
 
     def __init__(self, pairwise: PairwiseNetwork):
@@ -30,6 +30,24 @@ class _PairwiseWithGates(nn.Module):
     def forward(self, images: Tensor, unary: Tensor):
         guidance = self.pairwise.guidance(images)
         return self.pairwise.propagate(unary, guidance), guidance
+
+
+def pairwise_loss(
+    model: PairwiseWithGates, unary: nn.Module, batch: dict, smoothness_weight: float = 0.0,
+    smoothness: Optional[RegionSmoothnessLoss] = None,
+) -> Tensor:
+    """One pairwise training iteration's loss: eq. 7 on the refined unary map of f, plus
+    `smoothness_weight` x eq. 8 on the normalised gates when `smoothness` is given (the batch
+    then holds the superpixels, "segments")."""
+    with torch.no_grad():
+        alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
+    refined, guidance = model(batch["image"], alpha_u)
+    loss = refined_map_loss(refined, batch["target"])
+    if smoothness is not None:
+        segments = batch["segments"]
+        num_segments = int(segments.max()) + 1
+        loss = loss + smoothness_weight * smoothness(normalize_guidance(guidance), segments, num_segments)
+    return loss
 
 
 def train_pairwise(
@@ -47,28 +65,19 @@ def train_pairwise(
     smoothness loss (eq. 8) on its gates when superpixels are given and the loss is on."""
     unary.eval()
     use_smoothness = config.loop.smoothness and superpixels is not None
-    smoothness = RegionSmoothnessLoss()
+    smoothness = RegionSmoothnessLoss() if use_smoothness else None
 
     def loss_of(model, batch: dict) -> Tensor:
-        with torch.no_grad():
-            alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
-        refined, guidance = model(batch["image"], alpha_u)
-        loss = refined_map_loss(refined, batch["target"])
-        if use_smoothness:
-            segments = batch["segments"]
-            num_segments = int(segments.max()) + 1
-            gates = normalize_guidance(guidance)
-            loss = loss + config.loop.smoothness_weight * smoothness(gates, segments, num_segments)
-        return loss
+        return pairwise_loss(model, unary, batch, config.loop.smoothness_weight, smoothness)
 
     return fit(
         runtime, ("pairwise", step),
         lambda: PairwiseNetwork(
             dataset.num_classes, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-            gate_layout=config.model.pairwise_gate_layout,
+            gate_layout=config.model.pairwise_gate_layout, class_prior=config.model.pairwise_class_prior,
         ),
         TrainingView(dataset, regions, superpixels if use_smoothness else None), config.pairwise, loss_of,
-        f"step {step}: pairwise", previous=previous, train_module=_PairwiseWithGates, checkpoints=checkpoints,
+        f"step {step}: pairwise", previous=previous, train_module=PairwiseWithGates, checkpoints=checkpoints,
     )
 
 

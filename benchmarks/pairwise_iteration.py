@@ -1,0 +1,177 @@
+"""One pairwise training iteration as the trainer runs it, against what it is built from.
+
+The iteration (ial_ext.train.steps.pairwise.pairwise_loss, then the trainer's PolySGD step): the
+unary map of the default unary network (no grad), the guidance network's gates, the fused
+four-direction propagation, eq. 7 on mined-region-like targets and eq. 8 on Felzenszwalb
+superpixels, backward, SGD. Beside it, in the same process and on the same inputs:
+  - floor: the guidance CNN forward+backward (features and the gate convolution) plus the four
+    `spn_scan` calls forward+backward with the layout's gates;
+  - unary: one unary training iteration of the default backbone (segmentation loss + SGD step).
+The pictures are synthetic scenes with 20 object classes (VOC's 21 with background).
+
+    python -m benchmarks.pairwise_iteration --batch 4 --layout shared            # the timing table
+    python -m benchmarks.pairwise_iteration --batch 4 --layout shared --only pairwise --rounds 1
+        # under /usr/bin/time -v: the iteration's peak RSS (the process holds nothing else)
+    python -m benchmarks.pairwise_iteration --batch 4 --layout shared --profile  # the profile split
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import ial_ext  # noqa: F401  (registers the ops)
+from ial_ext.data import SyntheticDataset
+from ial_ext.models import PairwiseNetwork, UnaryNetwork
+from ial_ext.ops import spn_scan
+from ial_ext.superpixels import felzenszwalb_superpixels
+from ial_ext.train.config import Config
+from ial_ext.train.losses import segmentation_loss
+from ial_ext.train.optim import PolySGD
+from ial_ext.train.steps.pairwise import PairwiseWithGates, pairwise_loss
+from ial_ext.nn import RegionSmoothnessLoss
+
+NUM_CLASSES = 21
+UNKNOWN_FRACTION = 0.3  # mined regions leave about this much of an image unknown (255)
+
+
+@dataclass
+class Inputs:
+    batch: dict
+    unary: UnaryNetwork
+
+
+def make_inputs(batch_size: int, size: int, seed: int = 0) -> Inputs:
+    """A batch as the pairwise phase sees it, and the (frozen) unary network it refines."""
+    torch.manual_seed(seed)
+    scenes = SyntheticDataset("train", num_images=batch_size, image_size=size,
+                              num_object_classes=NUM_CLASSES - 1, seed=seed)
+    samples = [scenes[k] for k in range(batch_size)]
+    target = torch.stack([s["mask"] for s in samples]).long()
+    target[torch.rand(target.shape) < UNKNOWN_FRACTION] = 255
+    segments = torch.stack([torch.from_numpy(felzenszwalb_superpixels(s["rgb"].numpy())) for s in samples])
+    batch = {
+        "image": torch.stack([s["image"] for s in samples]),
+        "class_labels": torch.stack([s["class_labels"] for s in samples]),
+        "target": target,
+        "segments": segments.long(),
+    }
+    return Inputs(batch, UnaryNetwork(NUM_CLASSES).eval())
+
+
+def pairwise_step(inputs: Inputs, layout: str):
+    """A callable running one pairwise training iteration (loss, backward, SGD step)."""
+    config = Config()
+    model = PairwiseWithGates(PairwiseNetwork(NUM_CLASSES, width=config.model.pairwise_width,
+                                              gate_mode=config.model.pairwise_gates, gate_layout=layout)).train()
+    optimizer = PolySGD(model.parameters(), config.pairwise)
+    smoothness = RegionSmoothnessLoss()
+
+    def step():
+        optimizer.step(pairwise_loss(model, inputs.unary, inputs.batch, config.loop.smoothness_weight, smoothness))
+
+    return step
+
+
+def floor_step(inputs: Inputs, layout: str):
+    """The guidance CNN forward+backward plus four scans forward+backward (the layout's gates)."""
+    network = PairwiseNetwork(NUM_CLASSES, gate_layout=layout).train()
+    images = inputs.batch["image"]
+    b, _, h, w = images.shape
+    gate_channels = 3 * network.gate_channels
+    x = torch.rand(b, NUM_CLASSES, h, w, requires_grad=True)
+    gates = [(torch.rand(b, gate_channels, h, w) / 3).requires_grad_() for _ in range(4)]
+
+    def step():
+        network.zero_grad(set_to_none=True)
+        network.gates(network.features(images)).sum().backward()
+        for direction, gate in enumerate(gates):
+            spn_scan(x, gate, direction).sum().backward()
+
+    return step
+
+
+def unary_step(inputs: Inputs):
+    """One unary training iteration of the default backbone, as the trainer's unary phase."""
+    config = Config()
+    model = UnaryNetwork(NUM_CLASSES, backbone=config.model.backbone).train()
+    optimizer = PolySGD(model.parameters(), config.unary)
+
+    def step():
+        optimizer.step(segmentation_loss(model(inputs.batch["image"]), inputs.batch["target"]))
+
+    return step
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as handle:
+        names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+    return names[0] if names else ""
+
+
+def median_seconds(step, rounds: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def profile_split(step) -> dict:
+    """Self CPU seconds of one iteration by kind: ial ops, convolutions, the rest."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        step()
+    split = {"ial ops": 0.0, "convolutions": 0.0, "rest": 0.0}
+    top = []
+    for event in profiler.key_averages():
+        seconds = event.self_cpu_time_total / 1e6
+        name = event.key
+        kind = "ial ops" if name.startswith("ial::") else "convolutions" if "conv" in name else "rest"
+        split[kind] += seconds
+        top.append((seconds, name))
+    split["total"] = sum(split.values())
+    split["top"] = [(name, round(seconds, 4)) for seconds, name in sorted(top, reverse=True)[:8]]
+    return split
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=321)
+    parser.add_argument("--layout", choices=("shared", "per_class"), default="shared")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("pairwise", "floor", "unary"))
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    inputs = make_inputs(args.batch, args.size)
+    steps = {"pairwise": lambda: pairwise_step(inputs, args.layout), "floor": lambda: floor_step(inputs, args.layout),
+             "unary": lambda: unary_step(inputs)}
+    if args.only:
+        steps = {args.only: steps[args.only]}
+    result = {"batch": args.batch, "size": args.size, "layout": args.layout, "threads": args.threads,
+              "cpu": cpu_model()}
+    if args.profile:
+        result["profile"] = profile_split(steps["pairwise"]())
+    else:
+        for name, build in steps.items():
+            result[f"{name}_s"] = median_seconds(build(), args.rounds, warmup=0 if args.rounds == 1 else 1)
+        if "floor_s" in result and "pairwise_s" in result:
+            result["pairwise_over_floor"] = result["pairwise_s"] / result["floor_s"]
+        if "unary_s" in result and "pairwise_s" in result:
+            result["pairwise_over_unary"] = result["pairwise_s"] / result["unary_s"]
+    print(json.dumps(result, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

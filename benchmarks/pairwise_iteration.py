@@ -65,11 +65,10 @@ def make_inputs(batch_size: int, size: int, seed: int = 0) -> Inputs:
 
 
 def pairwise_step(inputs: Inputs, layout: str):
-    """A callable running one pairwise training iteration (loss, backward, SGD step): "shared"
-    is today's default network (12 shared maps, class prior), "per_class" the earlier one."""
+    """A callable running one pairwise training iteration (loss, backward, SGD step)."""
     config = Config()
     network = PairwiseNetwork(NUM_CLASSES, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-                              gate_layout=layout, class_prior=layout == "shared")
+                              gate_layout=layout)
     model = PairwiseWithGates(network).train()
     optimizer = PolySGD(model.parameters(), config.pairwise)
     smoothness = RegionSmoothnessLoss()

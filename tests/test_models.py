@@ -542,31 +542,12 @@ def test_small_backbone_output_stride_4():
     assert backbone(torch.randn(1, 3, *ODD_SIZE)).shape[-2:] == feature_size(ODD_SIZE, 4)
 
 
-def test_the_class_prior_starts_neutral_and_learns():
-    torch.manual_seed(0)
-    with_prior = PairwiseNetwork(NUM_CLASSES, width=8).eval()
-    without = PairwiseNetwork(NUM_CLASSES, width=8, class_prior=False).eval()
-    without.load_state_dict({k: v for k, v in with_prior.state_dict().items() if k != "log_class_prior"})
-    images, unary = torch.randn(2, 3, *ODD_SIZE), smooth_unary(2, ODD_SIZE)
-    torch.testing.assert_close(with_prior(images, unary), without(images, unary))
-    # A larger prior for class 1 raises its share of every pixel, and the map still sums to 1.
-    with torch.no_grad():
-        with_prior.log_class_prior[1] = 2.0
-    refined = with_prior(images, unary)
-    assert bool((refined[:, 1] > without(images, unary)[:, 1]).all())
-    torch.testing.assert_close(refined.sum(1), torch.ones(2, *ODD_SIZE))
-    with_prior.train()
-    with_prior(images, unary)[:, 1].mean().backward()
-    assert with_prior.log_class_prior.grad is not None and with_prior.log_class_prior.grad.abs().sum() > 0
-
-
-def test_a_checkpoint_spec_written_before_the_layout_options_rebuilds_as_it_was():
+def test_a_checkpoint_spec_written_before_the_gate_layout_option_rebuilds_with_per_class_gates():
     from ial_ext.models import build_model
 
-    old = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout="per_class", class_prior=False)
+    old = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout="per_class")
     spec = old.spec()
-    for option in ("gate_layout", "class_prior"):
-        del spec["kwargs"][option]
+    del spec["kwargs"]["gate_layout"]
     rebuilt = build_model(spec)
-    assert rebuilt.gate_layout == "per_class" and rebuilt.log_class_prior is None
+    assert rebuilt.gate_layout == "per_class"
     rebuilt.load_state_dict(old.state_dict())  # strict: the same parameters

@@ -79,19 +79,15 @@ class PairwiseNetwork(RebuildableNetwork):
     guidance(images) -> raw gates (B, 12, H, W), or (B, 12 * num_classes, H, W) with
     ``gate_layout="per_class"`` (normalised inside the propagation);
     propagate(unary, guidance) -> refined probabilities;
-    ``class_prior``: the refined map is also multiplied by a learned per-class prior
-    exp(log_class_prior) before it is renormalised. Shared gates smooth every class alike;
-    the prior lets training shift the balance between classes (objects the unary map
-    under-covers), which per-class gates could only do through their propagation strength.
     forward(images, unary) does both. Call guidance() and propagate() separately
     to also feed the gates to the region smoothness loss without computing them twice.
     """
 
-    # Checkpoints written before an option existed were built without it.
-    SPEC_DEFAULTS_BEFORE_OPTION = {"gate_layout": "per_class", "class_prior": False}
+    # Checkpoints written before gate_layout existed hold per-class gates.
+    SPEC_DEFAULTS_BEFORE_OPTION = {"gate_layout": "per_class"}
 
     def __init__(self, num_classes: int, width: int = 32, gate_mode: str = "similarity",
-                 gate_layout: str = "shared", class_prior: bool = True):
+                 gate_layout: str = "shared"):
         super().__init__()
         check_num_classes(num_classes)
         if not isinstance(width, int) or width < 1:
@@ -112,10 +108,8 @@ class PairwiseNetwork(RebuildableNetwork):
             nn.init.zeros_(self.embedding.weight)  # at first the gates see the image's colours only
             nn.init.zeros_(self.embedding.bias)
         self.propagation = SpatialPropagation()
-        self.log_class_prior = nn.Parameter(torch.zeros(num_classes)) if class_prior else None
         self._initialize_gates()
-        self._remember_kwargs(num_classes=num_classes, width=width, gate_mode=gate_mode, gate_layout=gate_layout,
-                              class_prior=bool(class_prior))
+        self._remember_kwargs(num_classes=num_classes, width=width, gate_mode=gate_mode, gate_layout=gate_layout)
 
     @classmethod
     def upgrade_spec_kwargs(cls, kwargs: dict) -> dict:
@@ -161,8 +155,6 @@ class PairwiseNetwork(RebuildableNetwork):
         The merged map is floored and renormalised: four scans merged by max need not sum to 1
         (per-class gates differ per channel), and the trainer's loss takes its log."""
         refined = self.propagation(unary_probabilities, guidance).clamp_min(PROBABILITY_FLOOR)
-        if self.log_class_prior is not None:
-            refined = refined * self.log_class_prior.exp().view(1, -1, 1, 1)
         return refined / refined.sum(dim=1, keepdim=True)
 
     def forward(self, images: Tensor, unary_probabilities: Tensor) -> Tensor:

@@ -48,7 +48,6 @@ class ModelConfig:
     pairwise_gate_layout: str = setting(
         "shared", "pairwise affinity maps: shared (the paper's 12, for all classes) | per_class (12 per class)"
     )
-    pairwise_class_prior: bool = setting(True, "a learned per-class prior on the refined map")
     unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's inference)")
     unary_flip: bool = setting(True, "also average the unary map over the mirror image")
 

@@ -19,11 +19,12 @@ from typing import Optional
 import numpy as np
 
 from . import metadata
+from .command import DEBUG_HELP, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandParser, command_name, run_command
 from .images import IMAGE_SUFFIXES, normalize, read_rgb
 
 __all__ = ["main", "run", "load_model", "find_images", "output_names", "read_rgb", "save_label_png", "DeployError"]
 DEVICES = ("auto", "cpu", "cuda")
-EXIT_OK, EXIT_IMAGE_ERRORS, EXIT_USAGE = 0, 1, 2
+EXIT_IMAGE_ERRORS = EXIT_FAILURE
 OVERLAY_SUFFIX = "_overlay"
 
 EPILOG = """\
@@ -289,9 +290,9 @@ def run(model: LoadedModel, paths: list[str], output: str, *, overlay_alpha: Opt
 # ---------------------------------------------------------------- command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ial-deploy",
+def build_parser(prog: str = "ial-deploy") -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog=prog,
         description="Segment images with an ONNX model exported by `ial export` (numpy + Pillow + "
         "onnxruntime; torch is not needed).",
         epilog=EPILOG,
@@ -316,12 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="idle onnxruntime CPU threads sleep instead of spinning; helps when other jobs share "
                         "the CPU (the SPN scan runs thousands of small ops per image)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, prog: str = "ial-deploy") -> int:
     """The ial-deploy command; returns the exit status (0 all written, 1 some images failed, 2 stopped)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_command(command_name(prog), lambda: _deploy(argv, prog), argv, (DeployError,))
+
+
+def _deploy(argv: list[str], prog: str) -> int:
+    parser = build_parser(prog)
     arguments = parser.parse_args(argv)
     if not 0.0 <= arguments.overlay_alpha <= 1.0:
         parser.error(f"--overlay-alpha must be within 0..1, got {arguments.overlay_alpha}")
@@ -329,26 +336,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--batch-size must be >= 1, got {arguments.batch_size}")
     if arguments.threads < 0:
         parser.error(f"--threads must be >= 0, got {arguments.threads}")
-    try:
-        paths = find_images(arguments.inputs)
-        output_names(paths)
-        model = load_model(arguments.model, arguments.device, arguments.threads, not arguments.no_spinning)
-    except DeployError as error:
-        print(f"ial-deploy: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    paths = find_images(arguments.inputs)
+    output_names(paths)
+    model = load_model(arguments.model, arguments.device, arguments.threads, not arguments.no_spinning)
     info = model.info
-    print(f"ial-deploy: {model.path}: {info.num_classes} classes, {info.refinement} model; "
-          f"running on {describe_provider(model.provider, arguments.device)}", file=sys.stderr)
+    print(f"{prog}: {model.path}: {info.num_classes} classes ({', '.join(info.class_names)}), {info.refinement} "
+          f"model; running on {describe_provider(model.provider, arguments.device)}", file=sys.stderr)
     failures = run(model, paths, arguments.output,
                    overlay_alpha=arguments.overlay_alpha if arguments.overlay else None,
                    batch_size=arguments.batch_size, show_progress=not arguments.no_progress)
-    written = len(paths) - len(failures)
-    print(f"ial-deploy: wrote {written} of {len(paths)} label maps to {arguments.output}", file=sys.stderr)
+    return report_failures(prog, "label maps", len(paths), failures, arguments.output)
+
+
+def report_failures(prog: str, what: str, total: int, failures: list[tuple[str, str]], output: str) -> int:
+    """The summary line of a run over images, the failed ones listed; the exit status."""
+    print(f"{prog}: wrote {total - len(failures)} of {total} {what} to {output}", file=sys.stderr)
     if failures:
-        print(f"ial-deploy: {len(failures)} image(s) failed:", file=sys.stderr)
+        print(f"{prog}: {len(failures)} image(s) failed:", file=sys.stderr)
         for path, reason in failures:
             print(f"  {path}: {reason}", file=sys.stderr)
-        return EXIT_IMAGE_ERRORS
+        return EXIT_FAILURE
     return EXIT_OK
 
 

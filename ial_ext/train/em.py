@@ -28,7 +28,7 @@ from .figures import save_step_figure
 from .label_store import LabelStore
 from .loop_state import LoopState
 from .passes import PassResult
-from .report import format_table, table_row, write_table
+from .report import class_iou, format_table, table_row, write_table
 from .run_folder import open_run
 from .runtime import Runtime, close_runtime, create_runtime
 from .segmenter import Segmenter
@@ -121,14 +121,15 @@ def em_step(loop: "Loop", step: int) -> None:
         energy = loop.value("energy", lambda: mean_energy(runtime, data, segmenter, config.loop.energy_images))
         models["pairwise"] = pairwise
         stages.append("refined")
-    val_miou = loop.labels("val", lambda store: validate(runtime, loop.val_set, segmenter, store)).confusion.miou()
+    val = loop.labels("val", lambda store: validate(runtime, loop.val_set, segmenter, store)).confusion
+    val_scores = {"val_miou": val.miou(), "val_class_iou": class_iou(val.iou(), loop.val_set.class_names)}
 
     # The val mIoU belongs to the step's final output: the refined map, or the unary map without g.
-    rows = [table_row(step, "unary", unary_maps.confusion.summary(), val_miou=None if config.loop.pairwise else val_miou)]
+    rows = [table_row(step, "unary", unary_maps.confusion.summary(), **({} if config.loop.pairwise else val_scores))]
     if config.loop.mining:
         rows.append(table_row(step, "mined", mined.confusion.summary()))
     if config.loop.pairwise:
-        rows.append(table_row(step, "pairwise", refined.confusion.summary(), val_miou=val_miou, energy=energy))
+        rows.append(table_row(step, "pairwise", refined.confusion.summary(), energy=energy, **val_scores))
     loop.figure(step, stages)
     loop.finish_step(models, rows, stages[-1],
                      unary_inference={"scales": list(config.model.scales()), "flip": config.model.unary_flip})

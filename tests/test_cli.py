@@ -1,6 +1,7 @@
 """The `ial` command as a user meets it: settings from the checkpoint, one-line errors, exit statuses."""
 import json
 import os
+import re
 
 import pytest
 
@@ -75,3 +76,123 @@ def test_evaluate_help_lists_only_what_matters_there(capsys):
         assert name in text
     assert "--unary.lr" not in text and "--loop.steps" not in text
     assert len(text.splitlines()) < 60
+
+
+# ---------------------------------------------------------------- errors and exit statuses
+
+
+def error_lines(capsys) -> list:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    cases = [
+        ["train", "--data.dataset", "voc", "--data.root", str(tmp_path / "missing"), "--run.output_dir", str(tmp_path)],
+        ["evaluate", str(corrupt)],
+        ["evaluate", str(tmp_path / "missing.pt")],
+        ["infer", str(corrupt), str(tmp_path)],
+        ["export", str(corrupt), "--output", str(tmp_path / "m.onnx")],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        lines = error_lines(capsys)
+        assert len(lines) == 1 and lines[0].startswith("ial: error: "), (argv, lines)
+        assert "Traceback" not in lines[0]
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(corrupt), "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("IAL_DEBUG", "1")
+    assert main(["evaluate", str(corrupt)]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_failure_is_status_1_with_its_type(monkeypatch, tmp_path, capsys):
+    import ial_ext.train.em as em
+
+    def broken(config):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(em, "run_em", broken)
+    assert main(["train", "--run.output_dir", str(tmp_path)]) == 1
+    (line,) = error_lines(capsys)
+    assert line.startswith("ial: error: RuntimeError: out of memory") and "--debug" in line
+
+
+def test_ctrl_c_names_the_resume_command(monkeypatch, tmp_path, capsys):
+    import ial_ext.train.em as em
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(em, "run_em", interrupted)
+    assert main(["train", "--run.output_dir", str(tmp_path / "my run")]) == 130
+    (line,) = error_lines(capsys)
+    assert line == f"ial: interrupted; continue with: ial train --run.output_dir '{tmp_path / 'my run'}' --run.resume"
+
+
+# ---------------------------------------------------------------- options
+
+
+def usage_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    (line,) = error_lines(capsys)
+    assert line.startswith("ial: error: ") or line.startswith("ial-deploy: error: ")
+    return line
+
+
+def test_no_abbreviations_and_checked_values(capsys):
+    assert "unrecognized arguments: --unary.iteration" in usage_error(["train", "--unary.iteration", "5"], capsys)
+    assert "--data.roo" in usage_error(["evaluate", "x.pt", "--data.roo", "/d"], capsys)
+    assert "--out" in usage_error(["infer", "x.pt", "img", "--out", "d"], capsys)
+    assert "run.device must be auto, cpu, cuda or cuda:N, got 'gpu0'" in usage_error(
+        ["train", "--run.device", "gpu0"], capsys)
+    assert "data.dataset must be one of synthetic, voc, coco, folder" in usage_error(
+        ["train", "--data.dataset", "vocc"], capsys)
+    assert "loop.steps must be an integer" in usage_error(["train", "--loop.steps", "two"], capsys)
+    assert "invalid choice: 'gpu'" in usage_error(["infer", "x.pt", "img", "--device", "gpu"], capsys)
+    assert "--devic" in usage_error(["deploy", "m.onnx", "img", "--devic", "cpu"], capsys)
+    from ial_ext.train.config import Config, apply_overrides
+
+    assert apply_overrides(Config(), {"run.device": "cuda:1"}).run.device == "cuda:1"
+
+
+def test_config_file_values_are_type_checked(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"loop": {"steps": "5"}}))
+    assert main(["train", "--config", str(path), "--run.output_dir", str(tmp_path / "out")]) == 2
+    (line,) = error_lines(capsys)
+    assert line == f"ial: error: config file {path}: loop.steps must be an integer, got '5' (str)"
+    path.write_text(json.dumps({"unary": {"lr": 1}, "model": {"pairwise_gates": "direct"}}))
+    from ial_ext.train.config import load_config
+
+    config = load_config(str(path))
+    assert config.unary.lr == 1.0 and isinstance(config.unary.lr, float)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_help_gives_one_default_per_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    options = re.split(r"\n  (?=--)", text.split("\noptions:\n")[1])[1:]
+    settings = [block for block in options if "." in block.split()[0]]
+    assert len(settings) > 60
+    for block in settings:
+        assert " ".join(block.split()).count("(default:") == 1, block
+    assert "(default: <output_dir>/superpixels)" in " ".join(text.split())
+    for command in ("infer", "export"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "(default: outputs/" in text
+    with pytest.raises(SystemExit):
+        main(["deploy", "--help"])
+    assert capsys.readouterr().out.startswith("usage: ial deploy ")

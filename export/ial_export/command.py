@@ -70,9 +70,11 @@ def run_command(name: str, body: Callable[[], int], argv: Sequence[str],
     except Exception as error:  # every error of the command ends here, as one line
         if debug:
             traceback.print_exc()
+        # Libraries' messages may run over lines (torch's do): the first says what happened.
+        message = (str(error).strip().splitlines() or [""])[0]
         if isinstance(error, (UsageError, *bad_input)):
-            print(f"{name}: error: {error}", file=sys.stderr)
+            print(f"{name}: error: {message}", file=sys.stderr)
             return EXIT_USAGE
         advice = "" if debug else f" (--debug or {DEBUG_VARIABLE}=1 shows the traceback)"
-        print(f"{name}: error: {type(error).__name__}: {error}{advice}", file=sys.stderr)
+        print(f"{name}: error: {type(error).__name__}: {message}{advice}", file=sys.stderr)
         return EXIT_FAILURE

@@ -8,12 +8,13 @@ Errors are one line (exit status 2: bad input, 1: a failure), as in `ial_export.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import typing
 
-from ial_export.command import DEBUG_HELP, CommandParser, Interrupted, run_command
-from ial_export.deploy import DeployError
+from ial_export.command import DEBUG_HELP, CommandParser, Interrupted, UsageError, run_command
+from ial_export.deploy import DEFAULT_MAX_SIZE, DeployError
 
 from .train.config import TYPE_WORDS, Config, apply_overrides, checked_setting, config_fields, load_settings, setting_type
 
@@ -41,7 +42,7 @@ def add_config_options(parser: argparse.ArgumentParser, names: typing.Optional[t
         kind, _ = setting_type(defaults, name)
         help_text = item.metadata.get("help", "")
         if names is not None and name in CHECKPOINT_SETTINGS:
-            help_text += " (default: the checkpoint's)"
+            help_text = re.sub(r" \(default: [^)]*\)", "", help_text) + " (default: the checkpoint's)"
         elif "(default:" not in help_text:
             help_text += f" (default: {value})"
         help_text = help_text.replace("%", "%%")
@@ -49,7 +50,10 @@ def add_config_options(parser: argparse.ArgumentParser, names: typing.Optional[t
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         choices = item.metadata.get("choices")
-        metavar = "{" + ",".join(choices) + "}" if choices else kind.__name__.upper()
+        if choices:
+            metavar = "{" + ",".join(choices) + "}"
+        else:
+            metavar = item.name.upper() if item.metadata.get("pattern") else kind.__name__.upper()
         parser.add_argument(f"--{name}", type=_option_type(defaults, name, item, kind), default=None,
                             metavar=metavar, help=help_text)
 
@@ -115,11 +119,20 @@ def _evaluate(arguments: argparse.Namespace) -> int:
 
 
 def _infer(arguments: argparse.Namespace) -> int:
+    from ial_export.deploy import report_failures
+
     from .train.inference_cli import infer_images
 
-    infer_images(arguments.checkpoint, arguments.inputs, arguments.output, arguments.device,
-                 arguments.crf_iterations if arguments.crf else 0)
-    return 0
+    if not 0.0 <= arguments.overlay_alpha <= 1.0:
+        raise UsageError(f"--overlay-alpha must be within 0..1, got {arguments.overlay_alpha}")
+    if arguments.max_size < 0:
+        raise UsageError(f"--max-size must be >= 0, got {arguments.max_size}")
+    failures = []
+    written = infer_images(arguments.checkpoint, arguments.inputs, arguments.output, arguments.device,
+                           arguments.crf_iterations if arguments.crf else 0,
+                           overlay_alpha=arguments.overlay_alpha if arguments.overlay else None,
+                           max_size=arguments.max_size, failures=failures, progress=arguments.progress)
+    return report_failures("ial infer", "label maps", len(written) + len(failures), failures, arguments.output)
 
 
 def _export(arguments: argparse.Namespace) -> int:
@@ -169,22 +182,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(evaluate, EVALUATE_SETTINGS)
     evaluate.set_defaults(handler=_evaluate)
 
-    infer = commands.add_parser("infer", help="segment images with a checkpoint (PyTorch)", parents=[common],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    infer = commands.add_parser("infer", help="segment images with a checkpoint (PyTorch)", parents=[common])
     infer.add_argument("checkpoint", help="a step_<t>.pt written by `ial train`")
     infer.add_argument("inputs", nargs="+", help="image files or folders")
-    infer.add_argument("--output", default="outputs/infer", help="folder for the label PNGs")
-    infer.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the networks run")
+    infer.add_argument("--output", default="outputs/infer", help="folder for the label PNGs (default: %(default)s)")
+    infer.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the networks run (default: %(default)s)")
+    infer.add_argument("--overlay", action="store_true",
+                       help="also write <name>_overlay.png: the image with the classes coloured, and their legend")
+    infer.add_argument("--overlay-alpha", type=float, default=0.5, metavar="A",
+                       help="opacity of the class colours in the overlay, 0..1 (default: %(default)s)")
+    infer.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PX",
+                       help="larger images are segmented scaled down to this longest side and their label maps "
+                       "scaled back (nearest) to the image's size, as ial-deploy does; 0: always at the image's size "
+                       "(default: %(default)s)")
+    infer.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                       help="a progress bar (default: %(default)s)")
     add_crf_options(infer)
     infer.set_defaults(handler=_infer)
 
     export = commands.add_parser("export", help="write a checkpoint's unary + pairwise model as ONNX",
-                                 parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 parents=[common])
     export.add_argument("checkpoint", help="a step_<t>.pt written by `ial train`")
-    export.add_argument("--output", default="outputs/model.onnx", help="the ONNX file to write")
-    export.add_argument("--opset", type=int, default=18, help="ONNX opset (18 or newer)")
+    export.add_argument("--output", default="outputs/model.onnx", help="the ONNX file to write (default: %(default)s)")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default: %(default)s)")
     export.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                        help="run the file in onnxruntime once and compare with PyTorch")
+                        help="run the file in onnxruntime once and compare with PyTorch (default: %(default)s)")
     export.set_defaults(handler=_export)
 
     # Listed for --help only: main() hands everything after "deploy" to the runner.

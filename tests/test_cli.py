@@ -196,3 +196,92 @@ def test_help_gives_one_default_per_option(capsys):
     with pytest.raises(SystemExit):
         main(["deploy", "--help"])
     assert capsys.readouterr().out.startswith("usage: ial deploy ")
+
+
+# ---------------------------------------------------------------- ial infer
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Two scenes of the synthetic set (one not square) and a broken file that sorts first."""
+    import numpy as np
+    from PIL import Image
+
+    from ial_ext.data import SyntheticDataset
+
+    folder = tmp_path_factory.mktemp("images")
+    samples = SyntheticDataset("val", num_images=2, image_size=48, num_object_classes=3)
+    Image.fromarray(samples[0]["rgb"].numpy()).save(folder / "scene.png")
+    Image.fromarray(np.ascontiguousarray(samples[1]["rgb"].numpy()[:, :40])).save(folder / "tall.png")
+    (folder / "a_broken.png").write_bytes(b"not an image")
+    return folder
+
+
+def test_infer_skips_unreadable_images_and_reports_them(run, images, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    output = tmp_path / "labels"
+    status = main(["infer", step_path(str(run / "checkpoints"), 2), str(images), "--output", str(output),
+                   "--overlay", "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"ial infer: skipping {images / 'a_broken.png'}: cannot read image" in err
+    assert f"ial infer: wrote 2 of 3 label maps to {output}" in err
+    assert sorted(os.listdir(output)) == ["scene.png", "scene_overlay.png", "tall.png", "tall_overlay.png"]
+    tall = Image.open(output / "tall.png")
+    assert tall.mode == "P" and tall.size == (40, 48)
+    overlay = Image.open(output / "tall_overlay.png")
+    assert overlay.width == 40 and overlay.height > 48  # the legend is below the picture
+    assert np.asarray(overlay)[48:].min() < 255  # swatches and names drawn there
+
+
+def test_infer_max_size_segments_scaled_and_returns_the_images_size(run, images, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ial_ext.data import normalize_image
+    from ial_ext.train.checkpoint import load_segmenter
+    from ial_ext.train.inference_cli import infer_images
+    from ial_ext.train.segmenter import Segmenter
+
+    checkpoint = step_path(str(run / "checkpoints"), 2)
+    (written,) = infer_images(checkpoint, [str(images / "scene.png")], str(tmp_path), device="cpu", max_size=24,
+                              progress=False)
+    labels = np.asarray(Image.open(written))
+    assert labels.shape == (48, 48)
+    # The same as segmenting the image at 24 px and taking every label twice.
+    small = np.asarray(Image.open(images / "scene.png").convert("RGB").resize((24, 24), Image.BILINEAR))
+    segmenter = Segmenter(*load_segmenter(checkpoint)[:2]).eval()
+    with __import__("torch").no_grad():
+        expected = segmenter.labels(normalize_image(small)[None])[0].numpy()
+    assert np.array_equal(labels, expected.repeat(2, 0).repeat(2, 1))
+
+
+def test_infer_and_ial_deploy_give_the_same_labels(run, images, tmp_path, capsys):
+    """The same pixels, except where two classes' probabilities tie to float precision: PyTorch and
+    onnxruntime sum in different orders (last-bit differences of ~1e-7)."""
+    import numpy as np
+    import onnxruntime
+    from PIL import Image
+
+    from ial_ext.data import normalize_image
+
+    checkpoint = step_path(str(run / "checkpoints"), 2)
+    model = tmp_path / "model.onnx"
+    assert main(["export", checkpoint, "--output", str(model)]) == 0
+    inputs = [str(images / "scene.png"), str(images / "tall.png")]
+    assert main(["infer", checkpoint, *inputs, "--output", str(tmp_path / "torch"), "--no-progress"]) == 0
+    assert main(["deploy", str(model), *inputs, "--output", str(tmp_path / "onnx"), "--no-progress",
+                 "--device", "cpu"]) == 0
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for name in ("scene.png", "tall.png"):
+        ours = np.asarray(Image.open(tmp_path / "torch" / name))
+        theirs = np.asarray(Image.open(tmp_path / "onnx" / name))
+        differ = ours != theirs
+        if differ.any():
+            rgb = np.asarray(Image.open(images / name).convert("RGB"))
+            probabilities = session.run(None, {"images": normalize_image(rgb)[None].numpy()})[0][0]
+            top_two = np.sort(probabilities, axis=0)[-2:]
+            assert (top_two[1] - top_two[0])[differ].max() < 1e-5
+        assert differ.mean() < 1e-3

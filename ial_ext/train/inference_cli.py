@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Optional
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from ial_export.deploy import DEFAULT_MAX_SIZE
 
 from ..crf import require_crf
 from ..data import VOC_PALETTE, normalize_image
@@ -78,30 +83,49 @@ def evaluate_checkpoint(path: str, config: Optional[Config] = None, split: str =
 
 
 @torch.no_grad()
-def infer_images(checkpoint: str, inputs: list[str], output: str, device: str = "auto",
-                 crf_iterations: int = 0) -> list[str]:
-    """Writes one palette PNG of labels per image (after the dense CRF when crf_iterations > 0);
-    returns their paths. The PyTorch twin of `ial-deploy`, whose image discovery, reading and
-    PNG writing it shares."""
-    from ial_export.deploy import find_images, output_names, read_rgb, save_label_png
+def infer_images(checkpoint: str, inputs: list[str], output: str, device: str = "auto", crf_iterations: int = 0,
+                 overlay_alpha: Optional[float] = None, max_size: int = DEFAULT_MAX_SIZE,
+                 failures: Optional[list] = None, progress: bool = True) -> list[str]:
+    """Writes one palette PNG of labels per image (after the dense CRF when crf_iterations > 0),
+    and with overlay_alpha <name>_overlay.png with a legend; returns the label maps' paths. An
+    image that cannot be read or segmented is reported on stderr, skipped, and added to
+    `failures` as (path, reason). The PyTorch twin of `ial-deploy`: the same image discovery,
+    reading, scaling to `max_size`, and outputs."""
+    from ial_export.deploy import (
+        OVERLAY_SUFFIX, find_images, fit_to_max_size, labels_at_size, output_names, read_rgb, save_label_png,
+        save_overlay,
+    )
 
     if crf_iterations:
         require_crf()
     paths = find_images(inputs)
     names = output_names(paths)
     target = pick_device(device, 0)
-    segmenter = Segmenter(*load_segmenter(checkpoint)[:2]).to(target).eval()
+    unary, pairwise, state = load_segmenter(checkpoint)
+    segmenter = Segmenter(unary, pairwise).to(target).eval()
+    class_names = state.get("class_names", [])
     os.makedirs(output, exist_ok=True)
+    failures = [] if failures is None else failures
     written = []
-    runtime = Runtime(device=target)
+    runtime = Runtime(device=target, progress=progress)
     for path, name in zip(runtime.bar(paths, desc="infer"), names):
-        rgb = read_rgb(path)
-        images = normalize_image(rgb)[None].to(target)
-        destination = os.path.join(output, name + ".png")
-        if crf_iterations:
-            labels = crf_labels(segmenter(images), torch.from_numpy(rgb)[None], crf_iterations)[0]
-        else:
-            labels = segmenter.labels(images)[0]
-        save_label_png(labels.cpu().numpy(), VOC_PALETTE, destination)
-        written.append(destination)
+        destination = os.path.join(output, name)
+        try:
+            rgb = read_rgb(path)
+            scaled = fit_to_max_size(rgb, max_size)
+            images = normalize_image(scaled)[None].to(target)
+            if crf_iterations:
+                labels = crf_labels(segmenter(images), torch.from_numpy(scaled.copy())[None], crf_iterations)[0]
+            else:
+                labels = segmenter.labels(images)[0]
+            labels = labels_at_size(labels.cpu().numpy().astype(np.uint8), *rgb.shape[:2])
+            save_label_png(labels, VOC_PALETTE, destination + ".png")
+            if overlay_alpha is not None:
+                save_overlay(rgb, labels, VOC_PALETTE, overlay_alpha, destination + OVERLAY_SUFFIX + ".png",
+                             class_names)
+        except (OSError, ValueError, RuntimeError) as error:  # unreadable, undecodable, out of memory
+            failures.append((path, str(error)))
+            tqdm.write(f"ial infer: skipping {path}: {error}", file=sys.stderr)
+            continue
+        written.append(destination + ".png")
     return written

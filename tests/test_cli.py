@@ -285,3 +285,57 @@ def test_infer_and_ial_deploy_give_the_same_labels(run, images, tmp_path, capsys
             top_two = np.sort(probabilities, axis=0)[-2:]
             assert (top_two[1] - top_two[0])[differ].max() < 1e-5
         assert differ.mean() < 1e-3
+
+
+# ---------------------------------------------------------------- figures and file modes
+
+
+def test_every_step_has_a_figure_with_its_scores_and_a_legend(run):
+    from PIL import Image
+
+    figures = sorted(os.listdir(run / "figures"))
+    assert figures == ["step_0.png", "step_1.png", "step_2.png"]
+    seeds, step = Image.open(run / "figures" / "step_0.png"), Image.open(run / "figures" / "step_2.png")
+    assert seeds.width < step.width  # image, seeds, truth against image, seeds, unary, mined, refined, truth
+
+
+def test_figure_layout_captions_and_legend(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ial_ext.data import VOC_PALETTE
+    from ial_ext.train.figures import save_step_figure, stage_caption
+    from ial_export.legend import present_classes
+
+    rgb = np.zeros((2, 16, 16, 3), np.uint8)
+    labels = np.zeros((2, 16, 16), np.uint8)
+    labels[0, :4] = 2
+    labels[1, :2] = 255
+    names = ["background", "cat", "dog"]
+    assert [name for name, _ in present_classes([labels], names, VOC_PALETTE)] == ["background", "dog", "unknown"]
+    assert stage_caption({"train_miou": 0.5, "train_precision": 0.25, "coverage": None}) == [
+        "mIoU 50.0", "precision 25.0"]
+    plain = Image.open(save_step_figure(str(tmp_path / "a.png"), rgb, {"seeds": labels}, VOC_PALETTE))
+    full = Image.open(save_step_figure(str(tmp_path / "b.png"), rgb, {"seeds": labels}, VOC_PALETTE,
+                                       class_names=names, heading="step 0: the seeds",
+                                       captions={"seeds": ["mIoU 50.0", "precision 25.0"]}))
+    assert full.height == plain.height + 3 * 12 and full.width == plain.width
+    # The legend's swatches are the classes' colours.
+    colours = {tuple(pixel) for pixel in np.asarray(full)[-20:].reshape(-1, 3)}
+    assert tuple(VOC_PALETTE[2]) in colours and tuple(VOC_PALETTE[1]) not in colours
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoints_and_exported_models_are_created_as_open_would(run, tmp_path, umask):
+    from ial_ext.train.checkpoint import save_checkpoint
+
+    previous = os.umask(umask)
+    try:
+        save_checkpoint(str(tmp_path / "c.pt"), {"step": 0})
+        assert main(["export", step_path(str(run / "checkpoints"), 2), "--output", str(tmp_path / "m.onnx"),
+                     "--no-check"]) == 0
+    finally:
+        os.umask(previous)
+    for name in ("c.pt", "m.onnx"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask, name
+    assert os.stat(run / "checkpoints" / "step_2.pt").st_mode & 0o777 == 0o666 & ~previous

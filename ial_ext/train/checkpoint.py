@@ -15,6 +15,8 @@ from typing import Optional
 
 import torch
 
+from ial_export.files import share_like_open
+
 FORMAT = "ial_ext.checkpoint/2"
 READABLE_FORMATS = (FORMAT, "ial_ext.checkpoint/1")  # /1 embedded the labels; its networks still load
 LATEST = "latest.pt"
@@ -44,6 +46,7 @@ def save_checkpoint(path: str, state: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    share_like_open(handle)
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save({"format": FORMAT, **state}, stream)

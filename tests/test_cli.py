@@ -339,3 +339,20 @@ def test_checkpoints_and_exported_models_are_created_as_open_would(run, tmp_path
     for name in ("c.pt", "m.onnx"):
         assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask, name
     assert os.stat(run / "checkpoints" / "step_2.pt").st_mode & 0o777 == 0o666 & ~previous
+
+
+def test_a_data_set_with_bad_files_lists_them_under_the_error_line(tmp_path, capsys):
+    from PIL import Image
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "classes.txt").write_text("dog\n")
+    Image.new("RGB", (8, 8)).save(root / "images" / "good.png")
+    (root / "images" / "bad.png").write_bytes(b"not an image")
+    (root / "train.csv").write_text("good.png, dog\nbad.png, dog\n")
+    (root / "val.csv").write_text("good.png, dog\n")
+    status = main(["train", "--data.dataset", "folder", "--data.root", str(root), "--no-run.progress",
+                   "--run.output_dir", str(tmp_path / "run")])
+    lines = error_lines(capsys)
+    assert status == 2 and lines[0].startswith("ial: error: 1 bad file(s)")
+    assert len(lines) == 2 and "bad.png" in lines[1]

@@ -70,11 +70,12 @@ def run_command(name: str, body: Callable[[], int], argv: Sequence[str],
     except Exception as error:  # every error of the command ends here, as one line
         if debug:
             traceback.print_exc()
-        # Libraries' messages may run over lines (torch's do): the first says what happened.
-        message = (str(error).strip().splitlines() or [""])[0]
         if isinstance(error, (UsageError, *bad_input)):
-            print(f"{name}: error: {message}", file=sys.stderr)
+            # Ours are one line, or a line and the list it announces (every bad file of a data set).
+            print(f"{name}: error: {error}", file=sys.stderr)
             return EXIT_USAGE
+        # A library's message may run over many lines (torch's do): the first says what happened.
+        message = (str(error).strip().splitlines() or [""])[0]
         advice = "" if debug else f" (--debug or {DEBUG_VARIABLE}=1 shows the traceback)"
         print(f"{name}: error: {type(error).__name__}: {message}{advice}", file=sys.stderr)
         return EXIT_FAILURE

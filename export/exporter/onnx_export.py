@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ial_export import metadata
+from ial_export.files import share_like_open
 from ial_export.images import IMAGENET_MEAN, IMAGENET_STD
 from ial_export.palette import voc_palette
 
@@ -204,6 +205,7 @@ def _save_atomically(proto: onnx.ModelProto, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".onnx")
+    share_like_open(handle)
     os.close(handle)
     try:
         onnx.save_model(proto, temporary)

@@ -4,7 +4,8 @@
 
 For each image it writes <output>/<name>.png, a palette PNG whose pixel values are
 the class indices (0 = background) coloured with the model's palette (VOC's), and
-with --overlay <output>/<name>_overlay.png, the image with the classes drawn over it.
+with --overlay <output>/<name>_overlay.png, the image with the classes drawn over it and
+a legend of them.
 """
 from __future__ import annotations
 
@@ -19,11 +20,17 @@ from typing import Optional
 import numpy as np
 
 from . import metadata
+from .command import DEBUG_HELP, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandParser, command_name, run_command
 from .images import IMAGE_SUFFIXES, normalize, read_rgb
+from .legend import present_classes, with_legend
 
-__all__ = ["main", "run", "load_model", "find_images", "output_names", "read_rgb", "save_label_png", "DeployError"]
+__all__ = ["main", "run", "load_model", "find_images", "output_names", "read_rgb", "save_label_png", "save_overlay",
+           "fit_to_max_size", "labels_at_size", "report_failures", "DeployError"]
 DEVICES = ("auto", "cpu", "cuda")
-EXIT_OK, EXIT_IMAGE_ERRORS, EXIT_USAGE = 0, 1, 2
+EXIT_IMAGE_ERRORS = EXIT_FAILURE
+# Longest side images are segmented at: memory grows with the pixels (a 3-megapixel photo took
+# 4.5 GB at its own size); 1024 keeps the detail of PASCAL VOC and COCO images (500 and 640 px).
+DEFAULT_MAX_SIZE = 1024
 OVERLAY_SUFFIX = "_overlay"
 
 EPILOG = """\
@@ -33,11 +40,15 @@ errors:
   without a usable CUDA provider stop the run at once (exit status 2; nothing
   is written). An image that cannot be read or segmented is reported on
   stderr with its path and skipped; the other images are still processed and
-  the exit status is 1 at the end. Exit status 0: every image was written.
+  the exit status is 1 at the end. Exit status 0: every image was written;
+  130: interrupted (Ctrl-C). --debug (or IAL_DEBUG=1) adds tracebacks.
 
 images:
   Read with Pillow, EXIF orientation applied (label maps match the image as
   displayed), converted to RGB. Output files are named after the input files.
+  An image whose longest side exceeds --max-size is segmented scaled down to
+  it; its label map is scaled back to the image's size. The overlay has a
+  legend of the classes it shows.
 
 the model:
   Write one with `ial export CHECKPOINT --output model.onnx`. It takes a
@@ -205,10 +216,36 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: flo
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def save_overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float, path: str) -> None:
+def save_overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float, path: str,
+                 class_names: Sequence[str] = ()) -> None:
+    """The overlay, with a legend of the (non-background) classes present below it."""
     from PIL import Image
 
-    Image.fromarray(overlay(rgb, labels, palette, alpha)).save(path)
+    picture = Image.fromarray(overlay(rgb, labels, palette, alpha))
+    present = present_classes(labels, class_names, palette, skip_background=True)
+    with_legend(picture, present or [("background only", tuple(int(c) for c in palette[0]))]).save(path)
+
+
+def fit_to_max_size(rgb: np.ndarray, max_size: int) -> np.ndarray:
+    """The image scaled down (Pillow's antialiased bilinear) so that its longest side is at most
+    `max_size`; unchanged when it fits, or when max_size is 0."""
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    if max_size <= 0 or max(height, width) <= max_size:
+        return rgb
+    scale = max_size / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+
+
+def labels_at_size(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) labels brought to (height, width) with nearest-neighbour sampling."""
+    from PIL import Image
+
+    if labels.shape == (height, width):
+        return labels
+    return np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((width, height), Image.NEAREST))
 
 
 # ---------------------------------------------------------------- running
@@ -240,10 +277,13 @@ def _plain_progress(items: list, description: str) -> Iterable:
 
 
 def run(model: LoadedModel, paths: list[str], output: str, *, overlay_alpha: Optional[float] = None,
-        batch_size: int = 1, show_progress: bool = True) -> list[tuple[str, str]]:
+        batch_size: int = 1, show_progress: bool = True, max_size: int = DEFAULT_MAX_SIZE,
+        name: str = "ial-deploy") -> list[tuple[str, str]]:
     """Segments every image; returns the (path, reason) of the images that failed (empty: all written).
 
-    Consecutive images of one size run as one batch of up to ``batch_size``.
+    Images whose longest side exceeds ``max_size`` are segmented scaled down to it and their
+    labels brought back to the image's size. Consecutive images of one (segmented) size run as
+    one batch of up to ``batch_size``.
     """
     os.makedirs(output, exist_ok=True)
     stems = dict(zip(paths, output_names(paths)))
@@ -251,36 +291,38 @@ def run(model: LoadedModel, paths: list[str], output: str, *, overlay_alpha: Opt
 
     def report(path: str, reason: str) -> None:
         failures.append((path, reason))
-        print(f"ial-deploy: skipping {path}: {reason}", file=sys.stderr)
+        print(f"{name}: skipping {path}: {reason}", file=sys.stderr)
 
-    def write(batch: list[tuple[str, np.ndarray]]) -> None:
+    def write(batch: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
         try:
-            _, labels = segment(model, [rgb for _, rgb in batch])
+            _, labels = segment(model, [scaled for _, _, scaled in batch])
         except Exception as error:  # onnxruntime's errors share no base class
-            for path, _ in batch:
+            for path, _, _ in batch:
                 report(path, f"inference failed: {error}")
             return
-        for (path, rgb), image_labels in zip(batch, labels):
+        for (path, rgb, _), image_labels in zip(batch, labels):
             destination = os.path.join(output, stems[path])
+            image_labels = labels_at_size(image_labels, *rgb.shape[:2])
             try:
                 save_label_png(image_labels, model.info.palette, destination + ".png")
                 if overlay_alpha is not None:
                     save_overlay(rgb, image_labels, model.info.palette, overlay_alpha,
-                                 destination + OVERLAY_SUFFIX + ".png")
+                                 destination + OVERLAY_SUFFIX + ".png", model.info.class_names)
             except OSError as error:
                 report(path, f"cannot write its output in {output}: {error}")
 
-    pending: list[tuple[str, np.ndarray]] = []
-    for path in progress(paths, show_progress, "ial-deploy"):
+    pending: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for path in progress(paths, show_progress, name):
         try:
             rgb = read_rgb(path)
         except (OSError, ValueError) as error:
             report(path, str(error))
             continue
-        if pending and (rgb.shape != pending[0][1].shape or len(pending) == batch_size):
+        scaled = fit_to_max_size(rgb, max_size)
+        if pending and (scaled.shape != pending[0][2].shape or len(pending) == batch_size):
             write(pending)
             pending = []
-        pending.append((path, rgb))
+        pending.append((path, rgb, scaled))
     if pending:
         write(pending)
     return failures
@@ -289,9 +331,9 @@ def run(model: LoadedModel, paths: list[str], output: str, *, overlay_alpha: Opt
 # ---------------------------------------------------------------- command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ial-deploy",
+def build_parser(prog: str = "ial-deploy") -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog=prog,
         description="Segment images with an ONNX model exported by `ial export` (numpy + Pillow + "
         "onnxruntime; torch is not needed).",
         epilog=EPILOG,
@@ -308,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="execution provider: cuda (onnxruntime-gpu and a GPU), cpu, or auto = cuda when "
                         "it works, else cpu. The provider used is printed (default: %(default)s)")
+    parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PX",
+                        help="larger images are segmented scaled down to this longest side and their label maps "
+                        "scaled back (nearest) to the image's size; 0: always at the image's size "
+                        "(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=1, metavar="N",
                         help="images of the same size run together, up to N at a time (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0, metavar="T",
@@ -316,12 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="idle onnxruntime CPU threads sleep instead of spinning; helps when other jobs share "
                         "the CPU (the SPN scan runs thousands of small ops per image)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, prog: str = "ial-deploy") -> int:
     """The ial-deploy command; returns the exit status (0 all written, 1 some images failed, 2 stopped)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_command(command_name(prog), lambda: _deploy(argv, prog), argv, (DeployError,))
+
+
+def _deploy(argv: list[str], prog: str) -> int:
+    parser = build_parser(prog)
     arguments = parser.parse_args(argv)
     if not 0.0 <= arguments.overlay_alpha <= 1.0:
         parser.error(f"--overlay-alpha must be within 0..1, got {arguments.overlay_alpha}")
@@ -329,26 +381,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--batch-size must be >= 1, got {arguments.batch_size}")
     if arguments.threads < 0:
         parser.error(f"--threads must be >= 0, got {arguments.threads}")
-    try:
-        paths = find_images(arguments.inputs)
-        output_names(paths)
-        model = load_model(arguments.model, arguments.device, arguments.threads, not arguments.no_spinning)
-    except DeployError as error:
-        print(f"ial-deploy: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    if arguments.max_size < 0:
+        parser.error(f"--max-size must be >= 0, got {arguments.max_size}")
+    paths = find_images(arguments.inputs)
+    output_names(paths)
+    model = load_model(arguments.model, arguments.device, arguments.threads, not arguments.no_spinning)
     info = model.info
-    print(f"ial-deploy: {model.path}: {info.num_classes} classes, {info.refinement} model; "
-          f"running on {describe_provider(model.provider, arguments.device)}", file=sys.stderr)
+    print(f"{prog}: {model.path}: {info.num_classes} classes ({', '.join(info.class_names)}), {info.refinement} "
+          f"model; running on {describe_provider(model.provider, arguments.device)}", file=sys.stderr)
     failures = run(model, paths, arguments.output,
                    overlay_alpha=arguments.overlay_alpha if arguments.overlay else None,
-                   batch_size=arguments.batch_size, show_progress=not arguments.no_progress)
-    written = len(paths) - len(failures)
-    print(f"ial-deploy: wrote {written} of {len(paths)} label maps to {arguments.output}", file=sys.stderr)
+                   batch_size=arguments.batch_size, show_progress=not arguments.no_progress,
+                   max_size=arguments.max_size, name=prog)
+    return report_failures(prog, "label maps", len(paths), failures, arguments.output)
+
+
+def report_failures(prog: str, what: str, total: int, failures: list[tuple[str, str]], output: str) -> int:
+    """The summary line of a run over images, the failed ones listed; the exit status."""
+    print(f"{prog}: wrote {total - len(failures)} of {total} {what} to {output}", file=sys.stderr)
     if failures:
-        print(f"ial-deploy: {len(failures)} image(s) failed:", file=sys.stderr)
+        print(f"{prog}: {len(failures)} image(s) failed:", file=sys.stderr)
         for path, reason in failures:
             print(f"  {path}: {reason}", file=sys.stderr)
-        return EXIT_IMAGE_ERRORS
+        return EXIT_FAILURE
     return EXIT_OK
 
 

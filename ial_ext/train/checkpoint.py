@@ -10,9 +10,12 @@ import glob
 import os
 import re
 import tempfile
+import zipfile
 from typing import Optional
 
 import torch
+
+from ial_export.files import share_like_open
 
 FORMAT = "ial_ext.checkpoint/2"
 READABLE_FORMATS = (FORMAT, "ial_ext.checkpoint/1")  # /1 embedded the labels; its networks still load
@@ -43,6 +46,7 @@ def save_checkpoint(path: str, state: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    share_like_open(handle)
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save({"format": FORMAT, **state}, stream)
@@ -58,10 +62,14 @@ def save_checkpoint(path: str, state: dict) -> None:
 def load_checkpoint(path: str, formats: tuple = (FORMAT,)) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CorruptCheckpointError(f"checkpoint {path} is corrupt or unreadable: not a file torch.save wrote "
+                                     "(truncated, or another format)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, garbage bytes, pickle errors
-        raise CorruptCheckpointError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
+    except Exception as error:  # truncated zip, pickle errors; torch's message runs over many lines
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CorruptCheckpointError(f"checkpoint {path} is corrupt or unreadable: {reason}") from error
     if not isinstance(state, dict) or state.get("format") not in formats:
         raise CorruptCheckpointError(f"{path} is not an ial_ext checkpoint (format {formats[0]})")
     return state

@@ -9,18 +9,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..models.backbone import BACKBONE_NAMES
 
-def setting(default: Any, help: str):
-    """A config field with the help text the command line shows."""
-    return field(default=default, metadata={"help": help})
+
+def setting(default: Any, help: str, choices: Optional[tuple] = None, pattern: Optional[str] = None):
+    """A config field with the help text the command line shows; a value must be one of
+    `choices`, or match the regular expression `pattern`, when given."""
+    return field(default=default, metadata={"help": help, "choices": choices, "pattern": pattern})
 
 
 @dataclass
 class DataConfig:
-    dataset: str = setting("synthetic", "synthetic | voc | coco | folder")
+    dataset: str = setting("synthetic", "the data set's layout", choices=("synthetic", "voc", "coco", "folder"))
     root: Optional[str] = setting(None, "data set directory (voc, coco, folder)")
     image_size: int = setting(64, "images are brought to image_size x image_size")
     train_images: int = setting(400, "training images of the synthetic set")
@@ -33,20 +38,22 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = setting(
-        "small", "unary and region networks: small | small_local | vgg16 | resnet18 | resnet34 | resnet50 | resnet101"
+    backbone: str = setting("small", "unary and region networks", choices=BACKBONE_NAMES)
+    cam_backbone: str = setting(
+        "small_local", "CAM network (small_local keeps CAMs local on small images)", choices=BACKBONE_NAMES
     )
-    cam_backbone: str = setting("small_local", "CAM network (small_local keeps CAMs local on small images)")
     weights: Optional[str] = setting(
         None, "ImageNet state_dict of model.backbone (torchvision format for ResNets), also used by the CAM "
         "network when model.cam_backbone is the same"
     )
     pairwise_width: int = setting(32, "channels of the pairwise guidance CNN")
     pairwise_gates: str = setting(
-        "similarity", "pairwise gates: similarity (edge-aware from the start) | direct (SPN's)"
+        "similarity", "pairwise gates: similarity (edge-aware from the start) or direct (SPN's)",
+        choices=("similarity", "direct"),
     )
     pairwise_gate_layout: str = setting(
-        "shared", "pairwise affinity maps: shared (the paper's 12, for all classes) | per_class (12 per class)"
+        "shared", "pairwise affinity maps: shared (the paper's 12, for all classes) or per_class (12 per class)",
+        choices=("shared", "per_class"),
     )
     unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's inference)")
     unary_flip: bool = setting(True, "also average the unary map over the mirror image")
@@ -126,7 +133,7 @@ class LoopConfig:
 class RunConfig:
     output_dir: str = setting("outputs/run", "where checkpoints, tables and figures go")
     seed: int = setting(0, "seed of every random choice of the run")
-    device: str = setting("auto", "auto | cpu | cuda")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", pattern=r"auto|cpu|cuda(:\d+)?")
     threads: int = setting(0, "torch CPU threads; 0 keeps torch's default")
     resume: bool = setting(
         False, "continue the run in output_dir from its last checkpoint, with its saved settings"
@@ -179,7 +186,8 @@ def load_config(path: str) -> Config:
 
 
 def load_settings(path: str) -> dict:
-    """The settings a JSON file spells out, as dotted names ('unary.lr') -> values."""
+    """The settings a JSON file spells out, as dotted names ('unary.lr') -> values, each checked
+    against its field (name, type, choices)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
     try:
@@ -189,7 +197,12 @@ def load_settings(path: str) -> dict:
         raise ValueError(f"config file {path} is not valid JSON: {error}") from error
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a JSON object of sections")
-    return _flatten(values)
+    settings = _flatten(values)
+    try:
+        apply_overrides(Config(), settings)
+    except ValueError as error:
+        raise ValueError(f"config file {path}: {error}") from None
+    return settings
 
 
 def _flatten(values: dict, prefix: str = "") -> dict:
@@ -211,12 +224,46 @@ def config_fields(config: Config):
             yield f"{section.name}.{item.name}", item, getattr(group, item.name)
 
 
+def setting_type(config: Config, name: str) -> tuple[type, bool]:
+    """(bool, int, float or str; whether None is allowed) of the setting `name`."""
+    section, key = name.split(".")
+    kind = typing.get_type_hints(type(getattr(config, section)))[key]
+    arguments = typing.get_args(kind)
+    if type(None) in arguments:
+        return next(t for t in arguments if t is not type(None)), True
+    return kind, False
+
+
+TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def checked_setting(config: Config, name: str, item: dataclasses.Field, value: Any) -> Any:
+    """`value` as setting `name` holds it (an integer is a valid float); a ValueError naming the
+    setting and what it expects otherwise."""
+    kind, optional = setting_type(config, name)
+    if (value is None and optional) or kind not in TYPE_WORDS:
+        return value
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is float and numeric:
+        value = float(value)
+    elif not (isinstance(value, kind) and (kind is not int or not isinstance(value, bool))):
+        expected = TYPE_WORDS[kind] + (" or null" if optional else "")
+        raise ValueError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+    choices, pattern = item.metadata.get("choices"), item.metadata.get("pattern")
+    if choices is not None and value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ValueError(f"{name} must be {item.metadata['help']}, got {value!r}")
+    return value
+
+
 def apply_overrides(config: Config, overrides: dict) -> Config:
-    """Sets dotted names ('unary.lr') to values, checking that each name exists."""
+    """Sets dotted names ('unary.lr') to values, checking that each name exists and each
+    value has the setting's type (and is one of its choices)."""
     known = {name: item for name, item, _ in config_fields(config)}
     for name, value in overrides.items():
         if name not in known:
             raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
         section, key = name.split(".")
-        setattr(getattr(config, section), key, value)
+        setattr(getattr(config, section), key, checked_setting(config, name, known[name], value))
     return config

@@ -24,11 +24,11 @@ from ..data import verify_datasets
 from .config import Config
 from .data_setup import SuperpixelSource, build_datasets
 from .evaluation import mean_energy, validate
-from .figures import save_step_figure
+from .figures import save_step_figure, stage_caption
 from .label_store import LabelStore
 from .loop_state import LoopState
 from .passes import PassResult
-from .report import format_table, table_row, write_table
+from .report import class_iou, format_table, table_row, write_table
 from .run_folder import open_run
 from .runtime import Runtime, close_runtime, create_runtime
 from .segmenter import Segmenter
@@ -76,7 +76,9 @@ def initialize(loop: "Loop") -> None:
     config, runtime, data = loop.config, loop.runtime, loop.train_set
     classifier = loop.network("classifier", lambda: train_classifier(config, runtime, data, loop))
     seeds = loop.labels("seeds", lambda store: generate_seeds(config, runtime, classifier, data, store))
-    loop.finish_step({"classifier": classifier}, [table_row(0, "seeds", seeds.confusion.summary())], "seeds")
+    rows = [table_row(0, "seeds", seeds.confusion.summary())]
+    loop.figure(0, [], rows)
+    loop.finish_step({"classifier": classifier}, rows, "seeds")
 
 
 def em_step(loop: "Loop", step: int) -> None:
@@ -121,15 +123,16 @@ def em_step(loop: "Loop", step: int) -> None:
         energy = loop.value("energy", lambda: mean_energy(runtime, data, segmenter, config.loop.energy_images))
         models["pairwise"] = pairwise
         stages.append("refined")
-    val_miou = loop.labels("val", lambda store: validate(runtime, loop.val_set, segmenter, store)).confusion.miou()
+    val = loop.labels("val", lambda store: validate(runtime, loop.val_set, segmenter, store)).confusion
+    val_scores = {"val_miou": val.miou(), "val_class_iou": class_iou(val.iou(), loop.val_set.class_names)}
 
     # The val mIoU belongs to the step's final output: the refined map, or the unary map without g.
-    rows = [table_row(step, "unary", unary_maps.confusion.summary(), val_miou=None if config.loop.pairwise else val_miou)]
+    rows = [table_row(step, "unary", unary_maps.confusion.summary(), **({} if config.loop.pairwise else val_scores))]
     if config.loop.mining:
         rows.append(table_row(step, "mined", mined.confusion.summary()))
     if config.loop.pairwise:
-        rows.append(table_row(step, "pairwise", refined.confusion.summary(), val_miou=val_miou, energy=energy))
-    loop.figure(step, stages)
+        rows.append(table_row(step, "pairwise", refined.confusion.summary(), energy=energy, **val_scores))
+    loop.figure(step, stages, rows)
     loop.finish_step(models, rows, stages[-1],
                      unary_inference={"scales": list(config.model.scales()), "flip": config.model.unary_flip})
 
@@ -252,9 +255,10 @@ class Loop:
             json.dump(entries, handle, indent=1)
         os.replace(path + ".tmp", path)
 
-    def figure(self, step: int, stages: list) -> Optional[str]:
+    def figure(self, step: int, stages: list, rows: list) -> Optional[str]:
         """Figure 6 for the first run.figure_images training images: their labels, read back
-        from the seeds' store and this step's `stages`, and their ground truth."""
+        from the seeds' store and this step's `stages`, and their ground truth; the scores of
+        the step's table `rows` (and the seeds') with them."""
         count = min(self.config.run.figure_images, len(self.train_set))
         if count == 0 or not self.runtime.is_main:
             return None
@@ -264,7 +268,12 @@ class Loop:
         columns["truth"] = np.stack([sample["mask"].numpy() for sample in samples])
         rgb = np.stack([sample["rgb"].numpy() for sample in samples])
         path = os.path.join(self.output, "figures", f"step_{step}.png")
-        return save_step_figure(path, rgb, columns, self.train_set.palette)
+        scores = {row["stage"]: row for row in (self.state.rows[:1] if step else []) + rows}
+        scores["refined"] = scores.get("pairwise")
+        val = next((row["val_miou"] for row in rows if row["val_miou"] is not None), None)
+        heading = f"step {step}" + (f", val mIoU {100 * val:.1f}" if val is not None else ": the seeds")
+        return save_step_figure(path, rgb, columns, self.train_set.palette, class_names=self.train_set.class_names,
+                                heading=heading, captions={title: stage_caption(scores.get(title)) for title in columns})
 
 
 def describe_progress(state: LoopState) -> str:

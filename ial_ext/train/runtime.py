@@ -173,11 +173,12 @@ def close_runtime(runtime: Optional[Runtime]) -> None:
 def pick_device(choice: str, local_rank: int) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("run.device=cuda but torch sees no CUDA device")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
+    if choice == "cuda" or choice.startswith("cuda:"):
+        index = local_rank if choice == "cuda" else int(choice.split(":")[1])
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ValueError(f"run.device={choice} but torch sees {torch.cuda.device_count()} CUDA device(s)")
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     if choice != "cpu":
-        raise ValueError(f"run.device must be auto, cpu or cuda, got {choice!r}")
+        raise ValueError(f"run.device must be auto, cpu, cuda or cuda:N, got {choice!r}")
     return torch.device("cpu")

@@ -100,7 +100,8 @@ def write_voc_layout(
         for index in range(count):
             names = [f"{year}_{index * copies + copy:06d}" for copy in range(copies)]
             splits[split] += names
-            if all(os.path.isfile(os.path.join(base, "JPEGImages", f"{name}.jpg")) for name in names):
+            if all(os.path.isfile(os.path.join(base, folder, f"{name}.{ext}")) for name in names
+                   for folder, ext in (("JPEGImages", "jpg"), ("Annotations", "xml"))):
                 continue
             stream = [seed, 0 if split == "train" else 1, index]
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(stream)))

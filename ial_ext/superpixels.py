@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ial_export.files import share_like_open
 from torch import Tensor
 
 __all__ = ["SuperpixelParams", "felzenszwalb_superpixels", "downsample_labels", "SuperpixelCache"]
@@ -217,6 +218,7 @@ class SuperpixelCache:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
+                share_like_open(handle.fileno())  # NamedTemporaryFile makes it 0600
             os.replace(handle.name, path)
         except BaseException:
             try:

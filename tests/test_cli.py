@@ -339,6 +339,8 @@ def test_checkpoints_and_exported_models_are_created_as_open_would(run, tmp_path
     for name in ("c.pt", "m.onnx"):
         assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask, name
     assert os.stat(run / "checkpoints" / "step_2.pt").st_mode & 0o777 == 0o666 & ~previous
+    cached = list((run / "superpixels").rglob("*.spx"))
+    assert cached and all(os.stat(path).st_mode & 0o777 == 0o666 & ~previous for path in cached)
 
 
 def test_a_data_set_with_bad_files_lists_them_under_the_error_line(tmp_path, capsys):

@@ -63,7 +63,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with momentum and the poly schedule of eq. (10): lr_k = lr (1 - k/K)^power."""
+    """SGD with momentum under the poly schedule of eq. (10), lr_k = lr (1 - k/K)^power, or
+    the step schedule of eq. (11), lr_k = lr gamma^floor(k/S)."""
 
     iterations: int = setting(300, "training iterations K")
     batch_size: int = setting(8, "images per iteration (over all processes)")
@@ -71,6 +72,9 @@ class OptimConfig:
     momentum: float = setting(0.9, "SGD momentum")
     weight_decay: float = setting(1e-4, "SGD weight decay")
     poly_power: float = setting(0.9, "tau of the poly schedule, eq. (10)")
+    schedule: str = setting("poly", "learning-rate schedule: poly (eq. 10) | step (eq. 11)")
+    step_size: int = setting(20000, "S of the step schedule: the rate is multiplied by gamma every S iterations")
+    gamma: float = setting(0.1, "gamma of the step schedule, eq. (11)")
 
 
 @dataclass

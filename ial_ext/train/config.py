@@ -143,6 +143,9 @@ class RunConfig:
     workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device")
     figure_images: int = setting(4, "rows of the per-step figure")
     progress: bool = setting(True, "tqdm progress bars")
+    precision: str = setting(
+        "float32", "float32 | bfloat16 | float16: autocast of the networks (a gradient scaler with float16)"
+    )
 
 
 def _optim(**overrides: Any) -> OptimConfig:

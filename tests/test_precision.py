@@ -145,3 +145,29 @@ def test_label_passes_predict_under_autocast(labelled):
     runtime = Runtime(device=torch.device("cpu"), progress=False, precision="bfloat16")
     label_pass(runtime, TrainingView(dataset), predict, dataset.num_classes, "pass")
     assert seen and all(dtype == torch.bfloat16 for dtype in seen)
+
+
+@pytest.mark.slow
+def test_compiled_fit_trains_like_eager(labelled):
+    """run.compile: the same losses as eager to float32 rounding (inductor reorders sums), with
+    inductor drawing dropout's random numbers as eager does (its own generator differs)."""
+    import torch._inductor.config as inductor_config
+
+    dataset, store = labelled
+
+    def losses(compiled):
+        seen = []
+
+        def loss_of(model, batch):
+            loss = segmentation_loss(model(batch["image"]), batch["target"])
+            seen.append(loss.item())
+            return loss
+
+        fit(Runtime(device=torch.device("cpu"), progress=False, seed=3, compile=compiled), ("unary", 1),
+            lambda: UnaryNetwork(dataset.num_classes, backbone="small"), TrainingView(dataset, store),
+            OptimConfig(iterations=3, batch_size=2, lr=0.05), loss_of, "unary")
+        return seen
+
+    with inductor_config.patch(fallback_random=True):
+        compiled = losses(True)
+    torch.testing.assert_close(compiled, losses(False), rtol=1e-4, atol=0)

@@ -146,6 +146,10 @@ class RunConfig:
     precision: str = setting(
         "float32", "float32 | bfloat16 | float16: autocast of the networks (a gradient scaler with float16)"
     )
+    compile: bool = setting(
+        False, "torch.compile the networks being trained (on the CPU with torch 2.13 the pairwise network's "
+        "backward does not compile: benchmarks/RESULTS.md)"
+    )
 
 
 def _optim(**overrides: Any) -> OptimConfig:

@@ -67,6 +67,8 @@ def fit(
     model.train()
     scaler = torch.amp.GradScaler(runtime.device.type) if runtime.precision == "float16" else None
     optimizer = ScheduledSGD(model.parameters(), optim, scaler)
+    if runtime.compile:
+        model = torch.compile(model)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         restore_rng(saved["rng"])

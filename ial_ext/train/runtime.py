@@ -25,6 +25,7 @@ class Runtime:
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
     precision: str = "float32"  # RunConfig.precision: the autocast dtype of training and passes
+    compile: bool = False  # RunConfig.compile: torch.compile of the networks fit() trains
     timings: dict = field(default_factory=dict)  # phase -> seconds, for the log
 
     @property
@@ -163,7 +164,7 @@ def create_runtime(config: RunConfig) -> Runtime:
     workers = config.workers if config.workers >= 0 else default_workers(device, local_processes)
     return Runtime(
         device=device, rank=rank, world_size=world_size, progress=config.progress, seed=config.seed, workers=workers,
-        precision=config.precision,
+        precision=config.precision, compile=config.compile,
     )
 
 

@@ -38,7 +38,7 @@ def pairwise_iteration(inputs: Inputs, compiled: bool):
     torch.manual_seed(0)
     network = PairwiseWithGates(PairwiseNetwork(
         NUM_CLASSES, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-        gate_layout=config.model.pairwise_gate_layout, class_prior=config.model.pairwise_class_prior,
+        gate_layout=config.model.pairwise_gate_layout,
     )).train()
     model = torch.compile(network) if compiled else network
     optimizer = ScheduledSGD(network.parameters(), config.pairwise)

@@ -107,7 +107,7 @@ def network_steps(config, network: str, num_classes: int):
 
         return module, region_loss, lambda b: _region_logits(module, b["image"], b["segments"])[0]
     pairwise = PairwiseNetwork(num_classes, width=model.pairwise_width, gate_mode=model.pairwise_gates,
-                               gate_layout=model.pairwise_gate_layout, class_prior=model.pairwise_class_prior)
+                               gate_layout=model.pairwise_gate_layout)
     smoothness = RegionSmoothnessLoss() if config.loop.smoothness else None
     segmenter = Segmenter(unary_map.eval(), pairwise)
     return (PairwiseWithGates(pairwise),

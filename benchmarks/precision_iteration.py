@@ -29,8 +29,7 @@ def pairwise_loss_and_gradient(inputs: Inputs, precision: str) -> tuple[float, l
     config = Config()
     torch.manual_seed(WEIGHTS_SEED)
     network = PairwiseNetwork(NUM_CLASSES, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-                              gate_layout=config.model.pairwise_gate_layout,
-                              class_prior=config.model.pairwise_class_prior)
+                              gate_layout=config.model.pairwise_gate_layout)
     model = PairwiseWithGates(network).train()
     dtype = AUTOCAST_DTYPES[precision]
     with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):

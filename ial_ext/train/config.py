@@ -69,7 +69,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with momentum and the poly schedule of eq. (10): lr_k = lr (1 - k/K)^power."""
+    """SGD with momentum under the poly schedule of eq. (10), lr_k = lr (1 - k/K)^power, or
+    the step schedule of eq. (11), lr_k = lr gamma^floor(k/S)."""
 
     iterations: int = setting(300, "training iterations K")
     batch_size: int = setting(8, "images per iteration (over all processes)")
@@ -77,6 +78,9 @@ class OptimConfig:
     momentum: float = setting(0.9, "SGD momentum")
     weight_decay: float = setting(1e-4, "SGD weight decay")
     poly_power: float = setting(0.9, "tau of the poly schedule, eq. (10)")
+    schedule: str = setting("poly", "learning-rate schedule: poly (eq. 10) | step (eq. 11)")
+    step_size: int = setting(20000, "S of the step schedule: the rate is multiplied by gamma every S iterations")
+    gamma: float = setting(0.1, "gamma of the step schedule, eq. (11)")
 
 
 @dataclass
@@ -145,6 +149,13 @@ class RunConfig:
     workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device")
     figure_images: int = setting(4, "rows of the per-step figure")
     progress: bool = setting(True, "tqdm progress bars")
+    precision: str = setting(
+        "float32", "float32 | bfloat16 | float16: autocast of the networks (a gradient scaler with float16)"
+    )
+    compile: bool = setting(
+        False, "torch.compile the networks being trained (on the CPU with torch 2.13 the pairwise network's "
+        "backward does not compile: benchmarks/RESULTS.md)"
+    )
 
 
 def _optim(**overrides: Any) -> OptimConfig:

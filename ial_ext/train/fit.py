@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .config import OptimConfig
-from .optim import PolySGD
-from .passes import to_device
+from .optim import ScheduledSGD
+from .passes import autocast, to_device
 from .runtime import Runtime
 
 LOSS_SHOWN_EVERY = 10  # .item() waits for the device; reading it every step would stall a GPU
@@ -65,7 +65,10 @@ def fit(
         network.load_state_dict(saved["network"])
     model = runtime.wrap(train_module(network))
     model.train()
-    optimizer = PolySGD(model.parameters(), optim)
+    scaler = torch.amp.GradScaler(runtime.device.type) if runtime.precision == "float16" else None
+    optimizer = ScheduledSGD(model.parameters(), optim, scaler)
+    if runtime.compile:
+        model = torch.compile(model)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         restore_rng(saved["rng"])
@@ -73,7 +76,9 @@ def fit(
     batches = runtime.training_batches(view, optim.batch_size, *stream, start=optimizer.iteration)
     progress = runtime.bar(range(optimizer.iteration, optim.iterations), desc=description)
     for iteration in progress:
-        loss = loss_of(model, to_device(next(batches), runtime.device))
+        batch = to_device(next(batches), runtime.device)
+        with autocast(runtime):
+            loss = loss_of(model, batch)
         optimizer.step(loss)
         if iteration % LOSS_SHOWN_EVERY == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)

@@ -18,6 +18,7 @@ from .metrics import ConfusionMatrix
 from .runtime import Runtime
 
 PASS_BATCH_SIZE = 16
+AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -69,7 +70,8 @@ def label_pass(
         if all(labels is not None for labels in stored):
             labels = torch.from_numpy(np.stack(stored)).to(runtime.device)
         else:
-            labels = predict(to_device(batch, runtime.device)).to(torch.uint8)
+            with autocast(runtime):
+                labels = predict(to_device(batch, runtime.device)).to(torch.uint8)
             if store is not None:
                 for index, image_labels in zip(indices, labels.cpu().numpy()):
                     store.write(index, image_labels)
@@ -84,6 +86,15 @@ def label_pass(
         if runtime.is_main:
             store.finish(result.summary())
     return result
+
+
+def autocast(runtime: Runtime) -> torch.autocast:
+    """torch.autocast at `runtime.precision` on the run's device (off for float32). The ial ops
+    run in float32 under it whatever they are given (ial_ext/ops/autocast.py)."""
+    if runtime.precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"run.precision must be one of {sorted(AUTOCAST_DTYPES)}, got {runtime.precision!r}")
+    dtype = AUTOCAST_DTYPES[runtime.precision]
+    return torch.autocast(runtime.device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

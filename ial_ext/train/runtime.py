@@ -24,6 +24,8 @@ class Runtime:
     progress: bool = True
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
+    precision: str = "float32"  # RunConfig.precision: the autocast dtype of training and passes
+    compile: bool = False  # RunConfig.compile: torch.compile of the networks fit() trains
     timings: dict = field(default_factory=dict)  # phase -> seconds, for the log
 
     @property
@@ -161,7 +163,8 @@ def create_runtime(config: RunConfig) -> Runtime:
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     workers = config.workers if config.workers >= 0 else default_workers(device, local_processes)
     return Runtime(
-        device=device, rank=rank, world_size=world_size, progress=config.progress, seed=config.seed, workers=workers
+        device=device, rank=rank, world_size=world_size, progress=config.progress, seed=config.seed, workers=workers,
+        precision=config.precision, compile=config.compile,
     )
 
 

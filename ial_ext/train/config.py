@@ -78,7 +78,7 @@ class OptimConfig:
     momentum: float = setting(0.9, "SGD momentum")
     weight_decay: float = setting(1e-4, "SGD weight decay")
     poly_power: float = setting(0.9, "tau of the poly schedule, eq. (10)")
-    schedule: str = setting("poly", "learning-rate schedule: poly (eq. 10) | step (eq. 11)")
+    schedule: str = setting("poly", "learning-rate schedule: poly (eq. 10) | step (eq. 11)", choices=("poly", "step"))
     step_size: int = setting(20000, "S of the step schedule: the rate is multiplied by gamma every S iterations")
     gamma: float = setting(0.1, "gamma of the step schedule, eq. (11)")
 
@@ -150,7 +150,8 @@ class RunConfig:
     figure_images: int = setting(4, "rows of the per-step figure")
     progress: bool = setting(True, "tqdm progress bars")
     precision: str = setting(
-        "float32", "float32 | bfloat16 | float16: autocast of the networks (a gradient scaler with float16)"
+        "float32", "autocast of the networks (a gradient scaler with float16)",
+        choices=("float32", "bfloat16", "float16"),
     )
     compile: bool = setting(
         False, "torch.compile the networks being trained (on the CPU with torch 2.13 the pairwise network's "

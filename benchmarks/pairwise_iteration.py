@@ -1,6 +1,6 @@
 """One pairwise training iteration as the trainer runs it, against what it is built from.
 
-The iteration (ial_ext.train.steps.pairwise.pairwise_loss, then the trainer's PolySGD step): the
+The iteration (ial_ext.train.steps.pairwise.pairwise_loss, then the trainer's ScheduledSGD step): the
 unary map of the default unary network (no grad), the guidance network's gates, the fused
 four-direction propagation, eq. 7 on mined-region-like targets and eq. 8 on Felzenszwalb
 superpixels, backward, SGD. Beside it, in the same process and on the same inputs:
@@ -32,7 +32,7 @@ from ial_ext.ops import spn_scan
 from ial_ext.superpixels import felzenszwalb_superpixels
 from ial_ext.train.config import Config
 from ial_ext.train.losses import segmentation_loss
-from ial_ext.train.optim import PolySGD
+from ial_ext.train.optim import ScheduledSGD
 from ial_ext.train.steps.pairwise import PairwiseWithGates, pairwise_loss
 from ial_ext.nn import RegionSmoothnessLoss
 
@@ -70,7 +70,7 @@ def pairwise_step(inputs: Inputs, layout: str):
     network = PairwiseNetwork(NUM_CLASSES, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
                               gate_layout=layout)
     model = PairwiseWithGates(network).train()
-    optimizer = PolySGD(model.parameters(), config.pairwise)
+    optimizer = ScheduledSGD(model.parameters(), config.pairwise)
     smoothness = RegionSmoothnessLoss()
 
     def step():
@@ -101,7 +101,7 @@ def unary_step(inputs: Inputs):
     """One unary training iteration of the default backbone, as the trainer's unary phase."""
     config = Config()
     model = UnaryNetwork(NUM_CLASSES, backbone=config.model.backbone).train()
-    optimizer = PolySGD(model.parameters(), config.unary)
+    optimizer = ScheduledSGD(model.parameters(), config.unary)
 
     def step():
         optimizer.step(segmentation_loss(model(inputs.batch["image"]), inputs.batch["target"]))

@@ -1,6 +1,5 @@
 """run.precision: autocast in training and passes, the gradient scaler of float16 and its place in
 checkpoints, and one pairwise iteration in bfloat16 / float16 against float32."""
-import copy
 import math
 
 import pytest
@@ -21,6 +20,8 @@ from ial_ext.train.runtime import Runtime
 from ial_ext.train.views import TrainingView
 from tests.test_em_loop import tiny_config
 
+from tests.fit_helpers import FirstCheckpointRecorder
+
 REDUCED = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -33,23 +34,6 @@ def labelled(tmp_path_factory):
     for index in range(len(dataset)):
         store.write(index, dataset[index]["mask"].numpy().astype("uint8"))
     return dataset, store
-
-
-class Recorder:
-    """FitCheckpoints keeping the first state saved (at iteration 10), or resuming from one."""
-
-    def __init__(self, saved=None):
-        self.saved = saved
-
-    def resume(self, phase):
-        return self.saved
-
-    def due(self):
-        return True
-
-    def save(self, phase, state):
-        if self.saved is None:
-            self.saved = copy.deepcopy(state)
 
 
 def train_unary(labelled, precision, iterations=20, checkpoints=None, seen=None):
@@ -80,12 +64,12 @@ def test_fit_trains_under_autocast_with_finite_losses(labelled, precision):
 
 
 def test_float16_keeps_the_gradient_scaler_in_checkpoints_and_resumes_alike(labelled):
-    recorder = Recorder()
+    recorder = FirstCheckpointRecorder()
     uninterrupted = train_unary(labelled, "float16", checkpoints=recorder)
     scaler = recorder.saved["optimizer"]["scaler"]
     assert scaler["scale"] > 0 and "_growth_tracker" in scaler
     torch.manual_seed(12345)
-    resumed = train_unary(labelled, "float16", checkpoints=Recorder(recorder.saved))
+    resumed = train_unary(labelled, "float16", checkpoints=FirstCheckpointRecorder(recorder.saved))
     for name, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
 

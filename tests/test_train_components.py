@@ -21,6 +21,8 @@ from ial_ext.train.report import format_table, table_row
 from ial_ext.train.seeds import IGNORE_INDEX, seeds_from_cams
 from ial_ext.train.segmenter import mask_absent_classes
 
+from tests.fit_helpers import FirstCheckpointRecorder
+
 
 def test_seeds_confident_regions_and_unknown_band():
     # One present class (2 of 3 foreground classes absent): a CAM ramp from 0 to 1 along x.
@@ -205,7 +207,6 @@ def test_fit_resumed_from_a_checkpoint_inside_the_phase_ends_with_the_same_weigh
     """fit() killed after 10 of 30 iterations and resumed from its checkpoint: weights,
     momentum, schedule position, RNG (the unary network's dropout) and data order (shuffled,
     flipped) all carry over, so the network is the uninterrupted one, bit for bit."""
-    import copy
 
     from ial_ext.data import SyntheticDataset
     from ial_ext.models import UnaryNetwork
@@ -222,20 +223,6 @@ def test_fit_resumed_from_a_checkpoint_inside_the_phase_ends_with_the_same_weigh
         store.write(index, dataset[index]["mask"].numpy().astype("uint8"))
     optim = OptimConfig(iterations=30, batch_size=2, lr=0.05)
 
-    class Checkpoints:
-        def __init__(self, saved=None):
-            self.saved = saved
-
-        def resume(self, phase):
-            return self.saved
-
-        def due(self):
-            return True
-
-        def save(self, phase, state):
-            if self.saved is None:
-                self.saved = copy.deepcopy(state)  # the first one, at iteration 10
-
     def train(checkpoints):
         return fit(
             Runtime(device=torch.device("cpu"), progress=False, seed=3), ("unary", 1),
@@ -244,10 +231,10 @@ def test_fit_resumed_from_a_checkpoint_inside_the_phase_ends_with_the_same_weigh
             checkpoints=checkpoints,
         )
 
-    recorder = Checkpoints()
+    recorder = FirstCheckpointRecorder()
     uninterrupted = train(recorder)
     assert recorder.saved["optimizer"]["iteration"] == 10
     torch.manual_seed(12345)  # whatever the process did before, the resumed phase restores its RNG
-    resumed = train(Checkpoints(recorder.saved))
+    resumed = train(FirstCheckpointRecorder(recorder.saved))
     for name, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name

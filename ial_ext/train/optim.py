@@ -85,6 +85,3 @@ class ScheduledSGD:
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] = self.config.lr
         self.scheduler = LambdaLR(self.optimizer, self.factor, last_epoch=int(state["iteration"]) - 1)
-
-
-PolySGD = ScheduledSGD  # the earlier name, still imported by benchmarks

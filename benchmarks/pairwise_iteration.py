@@ -9,10 +9,10 @@ superpixels, backward, SGD. Beside it, in the same process and on the same input
   - unary: one unary training iteration of the default backbone (segmentation loss + SGD step).
 The pictures are synthetic scenes with 20 object classes (VOC's 21 with background).
 
-    python -m benchmarks.pairwise_iteration --batch 4 --layout shared            # the timing table
-    python -m benchmarks.pairwise_iteration --batch 4 --layout shared --only pairwise --rounds 1
+    python -m benchmarks.pairwise_iteration --batch 4 --variant default          # the timing table
+    python -m benchmarks.pairwise_iteration --batch 4 --variant default --only pairwise --rounds 1
         # under /usr/bin/time -v: the iteration's peak RSS (the process holds nothing else)
-    python -m benchmarks.pairwise_iteration --batch 4 --layout shared --profile  # the profile split
+    python -m benchmarks.pairwise_iteration --batch 4 --variant default --profile  # the profile split
 """
 from __future__ import annotations
 
@@ -64,11 +64,17 @@ def make_inputs(batch_size: int, size: int, seed: int = 0) -> Inputs:
     return Inputs(batch, UnaryNetwork(NUM_CLASSES).eval())
 
 
-def pairwise_step(inputs: Inputs, layout: str):
+# The pairwise networks compared: the default (12 shared maps and a strength per class and
+# direction), the shared maps alone, and the per-class maps (the earlier default).
+VARIANTS = {"default": ("shared", True), "shared": ("shared", False), "per_class": ("per_class", False)}
+
+
+def pairwise_step(inputs: Inputs, variant: str):
     """A callable running one pairwise training iteration (loss, backward, SGD step)."""
     config = Config()
+    layout, strength = VARIANTS[variant]
     network = PairwiseNetwork(NUM_CLASSES, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-                              gate_layout=layout)
+                              gate_layout=layout, strength=strength)
     model = PairwiseWithGates(network).train()
     optimizer = ScheduledSGD(model.parameters(), config.pairwise)
     smoothness = RegionSmoothnessLoss()
@@ -79,9 +85,10 @@ def pairwise_step(inputs: Inputs, layout: str):
     return step
 
 
-def floor_step(inputs: Inputs, layout: str):
-    """The guidance CNN forward+backward plus four scans forward+backward (the layout's gates)."""
-    network = PairwiseNetwork(NUM_CLASSES, gate_layout=layout).train()
+def floor_step(inputs: Inputs, variant: str):
+    """The guidance CNN forward+backward plus four scans forward+backward (the variant's gate
+    layout; the strengths are not part of the floor)."""
+    network = PairwiseNetwork(NUM_CLASSES, gate_layout=VARIANTS[variant][0]).train()
     images = inputs.batch["image"]
     b, _, h, w = images.shape
     gate_channels = 3 * network.gate_channels
@@ -148,7 +155,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=321)
-    parser.add_argument("--layout", choices=("shared", "per_class"), default="shared")
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("pairwise", "floor", "unary"))
@@ -156,11 +163,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     inputs = make_inputs(args.batch, args.size)
-    steps = {"pairwise": lambda: pairwise_step(inputs, args.layout), "floor": lambda: floor_step(inputs, args.layout),
+    steps = {"pairwise": lambda: pairwise_step(inputs, args.variant), "floor": lambda: floor_step(inputs, args.variant),
              "unary": lambda: unary_step(inputs)}
     if args.only:
         steps = {args.only: steps[args.only]}
-    result = {"batch": args.batch, "size": args.size, "layout": args.layout, "threads": args.threads,
+    result = {"batch": args.batch, "size": args.size, "variant": args.variant, "threads": args.threads,
               "cpu": cpu_model()}
     if args.profile:
         result["profile"] = profile_split(steps["pairwise"]())

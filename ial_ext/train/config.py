@@ -55,6 +55,9 @@ class ModelConfig:
         "shared", "pairwise affinity maps: shared (the paper's 12, for all classes) or per_class (12 per class)",
         choices=("shared", "per_class"),
     )
+    pairwise_strength: bool = setting(
+        True, "a learned propagation strength per class and direction on the pairwise gates (4C numbers)"
+    )
     unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's inference)")
     unary_flip: bool = setting(True, "also average the unary map over the mirror image")
 

@@ -88,7 +88,8 @@ def pairwise_step(inputs: Inputs, variant: str):
 def floor_step(inputs: Inputs, variant: str):
     """The guidance CNN forward+backward plus four scans forward+backward (the variant's gate
     layout; the strengths are not part of the floor)."""
-    network = PairwiseNetwork(NUM_CLASSES, gate_layout=VARIANTS[variant][0]).train()
+    network = PairwiseNetwork(NUM_CLASSES, width=Config().model.pairwise_width, gate_layout=VARIANTS[variant][0])
+    network.train()
     images = inputs.batch["image"]
     b, _, h, w = images.shape
     gate_channels = 3 * network.gate_channels
@@ -122,15 +123,19 @@ def cpu_model() -> str:
     return names[0] if names else ""
 
 
-def median_seconds(step, rounds: int, warmup: int = 1) -> float:
+def median_seconds(steps: dict, rounds: int, warmup: int = 1) -> dict:
+    """Median seconds of each step, with the steps' rounds interleaved (A B C A B C ...): the
+    process's state (allocator, page cache, other load) then weighs on every step alike."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
     for _ in range(rounds):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def profile_split(step) -> dict:
@@ -172,8 +177,9 @@ def main(argv=None) -> None:
     if args.profile:
         result["profile"] = profile_split(steps["pairwise"]())
     else:
-        for name, build in steps.items():
-            result[f"{name}_s"] = median_seconds(build(), args.rounds, warmup=0 if args.rounds == 1 else 1)
+        built = {name: build() for name, build in steps.items()}
+        medians = median_seconds(built, args.rounds, warmup=0 if args.rounds == 1 else 1)
+        result.update({f"{name}_s": seconds for name, seconds in medians.items()})
         if "floor_s" in result and "pairwise_s" in result:
             result["pairwise_over_floor"] = result["pairwise_s"] / result["floor_s"]
         if "unary_s" in result and "pairwise_s" in result:

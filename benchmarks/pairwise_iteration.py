@@ -64,17 +64,27 @@ def make_inputs(batch_size: int, size: int, seed: int = 0) -> Inputs:
     return Inputs(batch, UnaryNetwork(NUM_CLASSES).eval())
 
 
-# The pairwise networks compared: the default (12 shared maps and a strength per class and
-# direction), the shared maps alone, and the per-class maps (the earlier default).
-VARIANTS = {"default": ("shared", True), "shared": ("shared", False), "per_class": ("per_class", False)}
+# The pairwise networks compared, as arguments over the trainer's defaults: the default (12 shared
+# maps, a strength per class and direction, a 16-channel guidance CNN), the shared maps of the
+# previous default (32 channels, no strengths) and the per-class maps before them.
+VARIANTS = {
+    "default": {},
+    "shared": {"strength": False, "width": 32},
+    "per_class": {"gate_layout": "per_class", "strength": False, "width": 32},
+}
+
+
+def network_of(variant: str) -> PairwiseNetwork:
+    model = Config().model
+    arguments = {"width": model.pairwise_width, "gate_mode": model.pairwise_gates,
+                 "gate_layout": model.pairwise_gate_layout, "strength": model.pairwise_strength}
+    return PairwiseNetwork(NUM_CLASSES, **{**arguments, **VARIANTS[variant]})
 
 
 def pairwise_step(inputs: Inputs, variant: str):
     """A callable running one pairwise training iteration (loss, backward, SGD step)."""
     config = Config()
-    layout, strength = VARIANTS[variant]
-    network = PairwiseNetwork(NUM_CLASSES, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-                              gate_layout=layout, strength=strength)
+    network = network_of(variant)
     model = PairwiseWithGates(network).train()
     optimizer = ScheduledSGD(model.parameters(), config.pairwise)
     smoothness = RegionSmoothnessLoss()
@@ -88,8 +98,7 @@ def pairwise_step(inputs: Inputs, variant: str):
 def floor_step(inputs: Inputs, variant: str):
     """The guidance CNN forward+backward plus four scans forward+backward (the variant's gate
     layout; the strengths are not part of the floor)."""
-    network = PairwiseNetwork(NUM_CLASSES, width=Config().model.pairwise_width, gate_layout=VARIANTS[variant][0])
-    network.train()
+    network = network_of(variant).train()
     images = inputs.batch["image"]
     b, _, h, w = images.shape
     gate_channels = 3 * network.gate_channels

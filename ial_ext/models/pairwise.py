@@ -121,7 +121,7 @@ class PairwiseNetwork(RebuildableNetwork):
     # Checkpoints written before gate_layout (strength) existed hold per-class gates (no strengths).
     SPEC_DEFAULTS_BEFORE_OPTION = {"gate_layout": "per_class", "strength": False}
 
-    def __init__(self, num_classes: int, width: int = 32, gate_mode: str = "similarity",
+    def __init__(self, num_classes: int, width: int = 16, gate_mode: str = "similarity",
                  gate_layout: str = "shared", strength: bool = True):
         super().__init__()
         check_num_classes(num_classes)

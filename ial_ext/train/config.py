@@ -46,7 +46,7 @@ class ModelConfig:
         None, "ImageNet state_dict of model.backbone (torchvision format for ResNets), also used by the CAM "
         "network when model.cam_backbone is the same"
     )
-    pairwise_width: int = setting(32, "channels of the pairwise guidance CNN")
+    pairwise_width: int = setting(16, "channels of the pairwise guidance CNN")
     pairwise_gates: str = setting(
         "similarity", "pairwise gates: similarity (edge-aware from the start) or direct (SPN's)",
         choices=("similarity", "direct"),

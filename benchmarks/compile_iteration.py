@@ -70,7 +70,7 @@ def main(argv=None) -> None:
             try:
                 step = build(inputs, mode == "compiled")
                 result[f"{name}_{mode}_first_s"] = first_call_seconds(step)
-                result[f"{name}_{mode}_s"] = median_seconds(step, args.rounds, warmup=0)
+                result[f"{name}_{mode}_s"] = median_seconds({name: step}, args.rounds, warmup=0)[name]
             except Exception as error:  # a compile failure is a result to report, not a crash
                 result[f"{name}_{mode}_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
         if f"{name}_compiled_s" in result:

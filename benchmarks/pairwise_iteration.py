@@ -9,10 +9,10 @@ superpixels, backward, SGD. Beside it, in the same process and on the same input
   - unary: one unary training iteration of the default backbone (segmentation loss + SGD step).
 The pictures are synthetic scenes with 20 object classes (VOC's 21 with background).
 
-    python -m benchmarks.pairwise_iteration --batch 4 --layout shared            # the timing table
-    python -m benchmarks.pairwise_iteration --batch 4 --layout shared --only pairwise --rounds 1
+    python -m benchmarks.pairwise_iteration --batch 4 --variant default          # the timing table
+    python -m benchmarks.pairwise_iteration --batch 4 --variant default --only pairwise --rounds 1
         # under /usr/bin/time -v: the iteration's peak RSS (the process holds nothing else)
-    python -m benchmarks.pairwise_iteration --batch 4 --layout shared --profile  # the profile split
+    python -m benchmarks.pairwise_iteration --batch 4 --variant default --profile  # the profile split
 """
 from __future__ import annotations
 
@@ -64,11 +64,27 @@ def make_inputs(batch_size: int, size: int, seed: int = 0) -> Inputs:
     return Inputs(batch, UnaryNetwork(NUM_CLASSES).eval())
 
 
-def pairwise_step(inputs: Inputs, layout: str):
+# The pairwise networks compared, as arguments over the trainer's defaults: the default (12 shared
+# maps, a strength per class and direction, a 16-channel guidance CNN), the shared maps of the
+# previous default (32 channels, no strengths) and the per-class maps before them.
+VARIANTS = {
+    "default": {},
+    "shared": {"strength": False, "width": 32},
+    "per_class": {"gate_layout": "per_class", "strength": False, "width": 32},
+}
+
+
+def network_of(variant: str) -> PairwiseNetwork:
+    model = Config().model
+    arguments = {"width": model.pairwise_width, "gate_mode": model.pairwise_gates,
+                 "gate_layout": model.pairwise_gate_layout, "strength": model.pairwise_strength}
+    return PairwiseNetwork(NUM_CLASSES, **{**arguments, **VARIANTS[variant]})
+
+
+def pairwise_step(inputs: Inputs, variant: str):
     """A callable running one pairwise training iteration (loss, backward, SGD step)."""
     config = Config()
-    network = PairwiseNetwork(NUM_CLASSES, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-                              gate_layout=layout)
+    network = network_of(variant)
     model = PairwiseWithGates(network).train()
     optimizer = ScheduledSGD(model.parameters(), config.pairwise)
     smoothness = RegionSmoothnessLoss()
@@ -79,9 +95,10 @@ def pairwise_step(inputs: Inputs, layout: str):
     return step
 
 
-def floor_step(inputs: Inputs, layout: str):
-    """The guidance CNN forward+backward plus four scans forward+backward (the layout's gates)."""
-    network = PairwiseNetwork(NUM_CLASSES, gate_layout=layout).train()
+def floor_step(inputs: Inputs, variant: str):
+    """The guidance CNN forward+backward plus four scans forward+backward (the variant's gate
+    layout; the strengths are not part of the floor)."""
+    network = network_of(variant).train()
     images = inputs.batch["image"]
     b, _, h, w = images.shape
     gate_channels = 3 * network.gate_channels
@@ -115,15 +132,19 @@ def cpu_model() -> str:
     return names[0] if names else ""
 
 
-def median_seconds(step, rounds: int, warmup: int = 1) -> float:
+def median_seconds(steps: dict, rounds: int, warmup: int = 1) -> dict:
+    """Median seconds of each step, with the steps' rounds interleaved (A B C A B C ...): the
+    process's state (allocator, page cache, other load) then weighs on every step alike."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
     for _ in range(rounds):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def profile_split(step) -> dict:
@@ -148,7 +169,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=321)
-    parser.add_argument("--layout", choices=("shared", "per_class"), default="shared")
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("pairwise", "floor", "unary"))
@@ -156,17 +177,18 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     inputs = make_inputs(args.batch, args.size)
-    steps = {"pairwise": lambda: pairwise_step(inputs, args.layout), "floor": lambda: floor_step(inputs, args.layout),
+    steps = {"pairwise": lambda: pairwise_step(inputs, args.variant), "floor": lambda: floor_step(inputs, args.variant),
              "unary": lambda: unary_step(inputs)}
     if args.only:
         steps = {args.only: steps[args.only]}
-    result = {"batch": args.batch, "size": args.size, "layout": args.layout, "threads": args.threads,
+    result = {"batch": args.batch, "size": args.size, "variant": args.variant, "threads": args.threads,
               "cpu": cpu_model()}
     if args.profile:
         result["profile"] = profile_split(steps["pairwise"]())
     else:
-        for name, build in steps.items():
-            result[f"{name}_s"] = median_seconds(build(), args.rounds, warmup=0 if args.rounds == 1 else 1)
+        built = {name: build() for name, build in steps.items()}
+        medians = median_seconds(built, args.rounds, warmup=0 if args.rounds == 1 else 1)
+        result.update({f"{name}_s": seconds for name, seconds in medians.items()})
         if "floor_s" in result and "pairwise_s" in result:
             result["pairwise_over_floor"] = result["pairwise_s"] / result["floor_s"]
         if "unary_s" in result and "pairwise_s" in result:

@@ -3,8 +3,10 @@
 Model: what the trainer deploys by default, MultiScaleUnary(UnaryNetwork(21))
 (small backbone, scales 1 and 1.5 plus the mirror image) + PairwiseNetwork(21)
 (similarity gates; VOC's class count), seed 0, exported with
-ial_ext.export.export_modules, once with the default 12 shared gate maps and once with
-per-class gates (12C, the earlier default). Each timed call goes
+ial_ext.export.export_modules, with the default pairwise network (12 shared maps and a
+strength per class and direction: the exported scans then carry per-class gates), the 12
+shared maps alone of the previous default (32-channel guidance CNN), and per-class gates
+(12C, the default before that). Each timed call goes
 from a host float32 batch to host probabilities and labels (what the runner
 does), so the CUDA rows include the transfers both ways. Batch 1 gives the
 latency, batch 8 the throughput (images/s = 8 / time).
@@ -23,7 +25,13 @@ from .conftest import CPU_THREADS, device_sync, devices
 NUM_CLASSES = 21
 SIZES = [(1, 321, 321), (8, 321, 321), (1, 161, 161), (8, 161, 161)]
 IMPLEMENTATIONS = ["onnxruntime", "onnxruntime no-spin", "torch eager"]
-GATE_LAYOUTS = ["shared", "per_class"]
+# Gates of the exported pairwise network: name -> PairwiseNetwork arguments.
+GATE_VARIANTS = {
+    "default": {},
+    "shared": {"strength": False, "width": 32},
+    "per_class": {"gate_layout": "per_class", "strength": False, "width": 32},
+}
+GATE_LAYOUTS = list(GATE_VARIANTS)
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
@@ -35,7 +43,7 @@ def exported(request, tmp_path_factory):
 
     torch.manual_seed(0)
     unary = MultiScaleUnary(UnaryNetwork(NUM_CLASSES)).eval()
-    pairwise = PairwiseNetwork(NUM_CLASSES, gate_layout=request.param).eval()
+    pairwise = PairwiseNetwork(NUM_CLASSES, **GATE_VARIANTS[request.param]).eval()
     path = tmp_path_factory.mktemp("bench_export") / "model.onnx"
     export_modules(unary, pairwise, path, check=False)
     return DeploymentModel(unary, pairwise).eval(), str(path), request.param

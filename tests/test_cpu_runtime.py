@@ -116,7 +116,10 @@ def test_aten_cpu_capability_default_forces_the_portable_kernels():
             h = spn_scan(wide, shared, d)
             outs += [h, *torch.ops.ial.spn_scan_backward(grad, wide, shared, h, d)]
         guidance = torch.randn(1, 12, 19, 200, generator=g) * 0.5
-        outs += [spn_propagate(wide, guidance), *torch.ops.ial.spn_propagate_backward(grad, wide, guidance)]
+        outs += [spn_propagate(wide, guidance), *torch.ops.ial.spn_propagate_backward(grad, wide, guidance)[:2]]
+        strength = 0.5 + torch.rand(4, 5, generator=g)
+        outs += [spn_propagate(wide, guidance, strength),
+                 *torch.ops.ial.spn_propagate_backward(grad, wide, guidance, strength)]
         outs.append(superpixel_pool(x, labels, 30))
         outs.append(superpixel_unpool(torch.randn(2, 30, 9, generator=g), labels))
         torch.save(outs, "{path}")

@@ -206,15 +206,17 @@ def test_export_modules_without_pairwise_and_with_custom_metadata(tmp_path):
     assert unary.conv.weight.device.type == "cpu" and unary.training  # the caller's module is untouched
 
 
-@pytest.mark.parametrize("gate_layout", ["shared", "per_class"])
-def test_both_gate_layouts_export_and_match_eager(gate_layout, tmp_path):
+@pytest.mark.parametrize("gate_layout, strength", [("shared", True), ("shared", False), ("per_class", False)])
+def test_both_gate_layouts_export_and_match_eager(gate_layout, strength, tmp_path):
     # The shared layout's (B, 3, H, W) gates broadcast over the classes inside the ONNX Scan.
     torch.manual_seed(0)
     num_classes = 4
     unary = TinyUnary(num_classes)
-    pairwise = PairwiseNetwork(num_classes, width=8, gate_layout=gate_layout).eval()
+    pairwise = PairwiseNetwork(num_classes, width=8, gate_layout=gate_layout, strength=strength).eval()
     with torch.no_grad():  # strong, image-dependent gates rather than the mild initialisation
         pairwise.gates.weight.normal_(std=0.5)
+        if strength:  # strengths from 0.5 to 2: some classes' gates saturate the normalisation
+            pairwise.log_strength.uniform_(-0.7, 0.7)
     report = export_modules(unary, pairwise, tmp_path / "model.onnx")
     assert report.max_abs_probability_diff <= PROBABILITY_TOLERANCE
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])

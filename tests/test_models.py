@@ -16,6 +16,9 @@ from ial_ext.models import (
     build_model,
 )
 
+from ial_ext.models.pairwise import neighbour_affinities
+from ial_ext.nn.spatial_propagation import NEIGHBOUR_OFFSETS
+
 NUM_CLASSES = 4
 ODD_SIZE = (37, 53)
 
@@ -364,6 +367,19 @@ def test_similarity_gates_stop_at_image_edges(gate_layout, maps):
     assert (flat > 0.3).all() and (flat <= 1 / 3).all()  # inside a region: strong propagation
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (5, 7), (9, 4)])
+def test_neighbour_affinities_are_those_of_every_link(size):
+    # The definition, one slice of the replicate-padded embedding per (direction, gate).
+    h, w = size
+    embedding = torch.randn(2, 5, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(h * w))
+    padded = F.pad(embedding, (1, 1, 1, 1), mode="replicate")
+    expected = torch.cat([
+        torch.exp(-(embedding - padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]).square().sum(1, keepdim=True))
+        for offsets in NEIGHBOUR_OFFSETS for dy, dx in offsets
+    ], dim=1)
+    torch.testing.assert_close(neighbour_affinities(embedding), expected, rtol=1e-14, atol=0)
+
+
 @pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
 def test_pairwise_output_is_a_probability_map(gate_mode, gate_layout):
     network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode, gate_layout=gate_layout)
@@ -394,6 +410,15 @@ def test_pairwise_gradients_reach_the_guidance_cnn(gate_layout):
     first_conv = network.features.full_res[0][0].weight
     assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
     assert network.gates.weight.grad.abs().sum() > 0 and network.gates.bias.grad.abs().sum() > 0
+    assert network.log_strength.grad.shape == (4, NUM_CLASSES) and (network.log_strength.grad != 0).all()
+
+
+def test_pairwise_strength_is_a_4_by_c_parameter_starting_at_one():
+    network = PairwiseNetwork(NUM_CLASSES, width=8)
+    assert network.log_strength.shape == (4, NUM_CLASSES) and not network.log_strength.any()
+    assert PairwiseNetwork(NUM_CLASSES, width=8, strength=False).log_strength is None
+    with pytest.raises(ValueError, match="strength must be True or False"):
+        PairwiseNetwork(NUM_CLASSES, strength="yes")
 
 
 def test_pairwise_is_independent_of_the_batch():
@@ -545,9 +570,20 @@ def test_small_backbone_output_stride_4():
 def test_a_checkpoint_spec_written_before_the_gate_layout_option_rebuilds_with_per_class_gates():
     from ial_ext.models import build_model
 
-    old = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout="per_class")
+    old = PairwiseNetwork(NUM_CLASSES, width=8, gate_layout="per_class", strength=False)
     spec = old.spec()
-    del spec["kwargs"]["gate_layout"]
+    del spec["kwargs"]["gate_layout"], spec["kwargs"]["strength"]
     rebuilt = build_model(spec)
-    assert rebuilt.gate_layout == "per_class"
+    assert rebuilt.gate_layout == "per_class" and rebuilt.log_strength is None
     rebuilt.load_state_dict(old.state_dict())  # strict: the same parameters
+
+
+def test_a_checkpoint_spec_written_before_the_strength_option_rebuilds_without_strengths():
+    from ial_ext.models import build_model
+
+    old = PairwiseNetwork(NUM_CLASSES, width=8, strength=False)
+    spec = old.spec()
+    del spec["kwargs"]["strength"]
+    rebuilt = build_model(spec)
+    assert rebuilt.gate_layout == "shared" and rebuilt.log_strength is None
+    rebuilt.load_state_dict(old.state_dict())

@@ -108,12 +108,14 @@ def test_tiny_loop_completes_in_bfloat16(tmp_path):
 def test_one_pairwise_iteration_matches_float32(precision):
     # Within a few unit roundoffs u of the type (bfloat16 2^-9, float16 2^-12): the ial ops run
     # in float32 under autocast, so only the convolutions round. Each parameter's own gradient
-    # within about 8 degrees of float32's.
+    # within about 8 degrees of float32's in float16 and 14 in bfloat16, whose 8-bit mantissa
+    # weighs most on the least averaged gradient: the 16 GroupNorm weights of the guidance
+    # CNN's first layer, below every rounded convolution.
     roundoff = {"bfloat16": 2.0**-9, "float16": 2.0**-12}[precision]
     result = parity(make_inputs(batch_size=2, size=64), precisions=(precision,))[precision]
     assert result["loss_relative_difference"] < 4 * roundoff
     assert result["gradient_cosine"] > 1 - 4 * roundoff
-    assert result["worst_parameter_cosine"] > 0.99
+    assert result["worst_parameter_cosine"] > {"bfloat16": 0.97, "float16": 0.99}[precision]
 
 
 def test_label_passes_predict_under_autocast(labelled):

@@ -125,3 +125,17 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
         results[workers, "labels"] = [(refined / name).read_bytes() for name in sorted(os.listdir(refined))]
     assert results[0] == results[2]
     assert results[0, "labels"] == results[2, "labels"]
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_as_it_was_trained(tmp_path):
+    from ial_ext.train.config import Config
+    from ial_ext.train.run_folder import CONFIG_FILE, resumed_config
+
+    values = Config().to_dict()
+    del values["model"]["pairwise_gate_layout"], values["model"]["pairwise_strength"]
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(values))
+    config = resumed_config(str(tmp_path), {})
+    assert config.model.pairwise_gate_layout == "per_class" and config.model.pairwise_strength is False
+    Config().save(str(tmp_path / CONFIG_FILE))  # a run of today's defaults keeps them
+    config = resumed_config(str(tmp_path), {})
+    assert config.model.pairwise_gate_layout == "shared" and config.model.pairwise_strength is True

@@ -154,6 +154,25 @@ def test_spn_propagate_matches_cpu_kernel(layout):
         torch.testing.assert_close(g.cpu(), w, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("layout", ["shared", "per-channel"])
+def test_spn_propagate_with_strength_matches_cpu_kernel(layout):
+    """With strength the CUDA path expands the gates per channel (propagate_composite)."""
+    from ial_ext.ops import spn_propagate
+
+    from .test_spn_propagate import random_inputs as propagate_inputs
+    from .test_spn_propagate_strength import random_strength
+
+    x, guidance = propagate_inputs((2, 3, 33, 40), layout)
+    strength = random_strength(3)
+    grad = torch.randn_like(x)
+    want = torch.ops.ial.spn_propagate_backward(grad, x, guidance, strength)
+    inputs = [t.cuda().requires_grad_() for t in (x, guidance, strength)]
+    out = spn_propagate(*inputs)
+    torch.testing.assert_close(out.cpu(), spn_propagate(x, guidance, strength), rtol=0, atol=1e-10)
+    for g, w in zip(torch.autograd.grad(out, inputs, grad.cuda()), want):
+        torch.testing.assert_close(g.cpu(), w, rtol=1e-10, atol=1e-9)
+
+
 def test_ops_run_in_float32_under_cuda_autocast():
     x = torch.rand(2, 3, 16, 16, device="cuda")
     gates = (torch.rand(2, 3, 16, 16, device="cuda") / 3).half()

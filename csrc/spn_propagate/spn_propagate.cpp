@@ -41,9 +41,26 @@ PropagateGeometry check_propagate_args(const at::Tensor& x, const at::Tensor& gu
   return g;
 }
 
+void check_strength(const at::Tensor& x, const std::optional<at::Tensor>& strength, const char* op) {
+  if (!strength.has_value()) return;
+  const at::Tensor& s = *strength;
+  TORCH_CHECK(
+      s.dim() == 2 && s.size(0) == kDirections && s.size(1) == x.size(1),
+      op, ": strength must have shape (4, C) = (4, ", x.size(1), ") for x of shape ", x.sizes(), ", got ",
+      s.sizes());
+  TORCH_CHECK(
+      s.scalar_type() == x.scalar_type(),
+      op, ": strength must have the dtype of x (", x.scalar_type(), "), got ", s.scalar_type());
+  TORCH_CHECK(
+      s.device() == x.device(), op, ": strength must be on the device of x (", x.device(), "), got ", s.device());
+}
+
 TORCH_LIBRARY_FRAGMENT(ial, m) {
-  m.def("spn_propagate(Tensor x, Tensor guidance) -> Tensor");
-  m.def("spn_propagate_backward(Tensor grad, Tensor x, Tensor guidance) -> (Tensor, Tensor)");
+  m.def("spn_propagate(Tensor x, Tensor guidance, Tensor? strength=None) -> Tensor");
+  // The third gradient is strength's, or an empty (0,) tensor without strength.
+  m.def(
+      "spn_propagate_backward(Tensor grad, Tensor x, Tensor guidance, Tensor? strength=None) "
+      "-> (Tensor, Tensor, Tensor)");
 }
 
 } // namespace spn

@@ -1,11 +1,12 @@
 """The pairwise refinement of the paper: four SPN scans merged by max."""
 import functools
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..ops.gate_normalization import GATES_PER_DIRECTION, NUM_DIRECTIONS, normalize_gates, normalize_guidance
-from ..ops.spn_propagate import spn_propagate
+from ..ops.spn_propagate import scale_guidance, spn_propagate
 from ..ops.spn_scan import spn_scan
 
 __all__ = ["NEIGHBOUR_OFFSETS", "SpatialPropagation", "normalize_gates", "normalize_guidance"]
@@ -27,11 +28,13 @@ def _exporting() -> bool:
 class SpatialPropagation(nn.Module):
     """Refines a probability map with learned directional affinities (SPN).
 
-    forward(unary, guidance):
+    forward(unary, guidance, strength=None):
         unary: (B, C, H, W) probabilities to refine.
         guidance: raw gates, (B, 12, H, W) shared by the C classes (the paper's 12
             affinity maps) or (B, 12C, H, W) per class: four directions
             (left->right, right->left, top->bottom, bottom->top) of [a | b | c].
+        strength: optional (4, C), each class's propagation strength per direction:
+            its gates are strength x guidance before the normalisation.
     Returns the element-wise max over the four propagated maps, (B, C, H, W).
 
     ``fused`` (default): one ``spn_propagate`` op, which neither materialises the
@@ -46,7 +49,7 @@ class SpatialPropagation(nn.Module):
         super().__init__()
         self.fused = fused
 
-    def forward(self, unary: Tensor, guidance: Tensor) -> Tensor:
+    def forward(self, unary: Tensor, guidance: Tensor, strength: Optional[Tensor] = None) -> Tensor:
         if unary.dim() != 4 or guidance.dim() != 4:
             raise ValueError(
                 "SpatialPropagation expects 4-D unary (B, C, H, W) and guidance "
@@ -61,7 +64,9 @@ class SpatialPropagation(nn.Module):
                 f"(per class) for unary {tuple(unary.shape)}, got {tuple(guidance.shape)}"
             )
         if self.fused and not _exporting():
-            return spn_propagate(unary, guidance)
+            return spn_propagate(unary, guidance, strength)
+        if strength is not None:
+            guidance = scale_guidance(guidance, strength)
         propagated = [
             spn_scan(unary, normalize_gates(gates), direction)
             for direction, gates in enumerate(guidance.chunk(NUM_DIRECTIONS, dim=1))

@@ -1,17 +1,26 @@
 """Pure-PyTorch reference of ``spn_propagate``: normalise, four ``spn_scan_reference``
 scans, element-wise max with the gradient to the first maximal direction
 (torch.max over a dimension routes it so)."""
+from typing import Optional
+
 import torch
 from torch import Tensor
 
-from .gate_normalization import NUM_DIRECTIONS, normalize_gates
+from .gate_normalization import GATES_PER_DIRECTION, NUM_DIRECTIONS, normalize_gates
 from .spn_scan_reference import spn_scan_reference
 
 
-def spn_propagate_reference(x: Tensor, guidance: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+def spn_propagate_reference(
+    x: Tensor, guidance: Tensor, strength: Optional[Tensor] = None, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """Same contract as ``ial_ext.ops.spn_propagate``, computed in ``dtype``."""
     out_dtype = x.dtype
     x = x.to(dtype)
+    if strength is not None:
+        b, _, h, w = guidance.shape
+        c = x.shape[1]
+        per_direction = guidance.to(dtype).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, -1, h, w)
+        guidance = (per_direction * strength.to(dtype).view(1, NUM_DIRECTIONS, 1, c, 1, 1)).reshape(b, -1, h, w)
     scans = [
         spn_scan_reference(x, normalize_gates(gates.to(dtype)), direction, dtype=dtype)
         for direction, gates in enumerate(guidance.chunk(NUM_DIRECTIONS, dim=1))

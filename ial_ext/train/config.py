@@ -46,7 +46,7 @@ class ModelConfig:
         None, "ImageNet state_dict of model.backbone (torchvision format for ResNets), also used by the CAM "
         "network when model.cam_backbone is the same"
     )
-    pairwise_width: int = setting(32, "channels of the pairwise guidance CNN")
+    pairwise_width: int = setting(16, "channels of the pairwise guidance CNN")
     pairwise_gates: str = setting(
         "similarity", "pairwise gates: similarity (edge-aware from the start) or direct (SPN's)",
         choices=("similarity", "direct"),
@@ -54,6 +54,9 @@ class ModelConfig:
     pairwise_gate_layout: str = setting(
         "shared", "pairwise affinity maps: shared (the paper's 12, for all classes) or per_class (12 per class)",
         choices=("shared", "per_class"),
+    )
+    pairwise_strength: bool = setting(
+        True, "a learned propagation strength per class and direction on the pairwise gates (4C numbers)"
     )
     unary_scales: str = setting("1,1.5", "input scales the unary map is averaged over (DeepLab's inference)")
     unary_flip: bool = setting(True, "also average the unary map over the mirror image")

@@ -13,7 +13,7 @@ import shutil
 from typing import Optional
 
 from .checkpoint import latest_checkpoint
-from .config import Config, apply_overrides, load_config
+from .config import Config, apply_overrides, load_settings
 from .runtime import Runtime
 
 CONFIG_FILE = "config.json"
@@ -28,11 +28,21 @@ RESUMABLE_CHANGES = {
 }
 
 
+# Settings added since runs were first saved, with the value such a run used: a run folder
+# saved before a setting existed resumes as it was trained.
+SETTINGS_BEFORE_THEY_EXISTED = {"model.pairwise_gate_layout": "per_class", "model.pairwise_strength": False}
+
+
+def saved_config(path: str) -> Config:
+    """The settings of a run's config.json, SETTINGS_BEFORE_THEY_EXISTED filling what it lacks."""
+    return apply_overrides(Config(), {**SETTINGS_BEFORE_THEY_EXISTED, **load_settings(path)})
+
+
 def resumed_config(output_dir: str, settings: dict) -> Config:
     """The saved settings of the run in `output_dir` with `settings` (dotted names, those
     given explicitly) on top; the defaults with `settings` if the folder holds no run."""
     path = os.path.join(output_dir, CONFIG_FILE)
-    config = load_config(path) if os.path.isfile(path) else Config()
+    config = saved_config(path) if os.path.isfile(path) else Config()
     return apply_overrides(config, {**settings, "run.output_dir": output_dir, "run.resume": True})
 
 
@@ -50,7 +60,7 @@ def open_run(config: Config, runtime: Runtime) -> Optional[dict]:
     if config.run.resume:
         state = latest_checkpoint(checkpoints, runtime.log)
         path = os.path.join(folder, CONFIG_FILE)
-        saved = load_config(path).to_dict() if os.path.isfile(path) else (state or {}).get("config")
+        saved = saved_config(path).to_dict() if os.path.isfile(path) else (state or {}).get("config")
         if saved is not None:
             check_resumable(saved, config)
         if state is None:

@@ -17,6 +17,11 @@
 //           writes (first group) or adds (later groups, see ChannelParts) the
 //           gradient of its normalised gates, summed over the channels, which
 //           the normalisation's backward then maps to the raw guidance.
+// strength: every channel has gates of its own (strength x guidance,
+//           normalised per channel), so the work goes channel by channel,
+//           with the shared guidance read once per call; the backward maps
+//           each channel's gate gradient to the raw guidance and to its
+//           strength before summing over the channels.
 #include "../spn_propagate.h"
 #include "../../common/cpu_features.h"
 #include "../../common/output_memory.h"
@@ -60,16 +65,76 @@ struct Setup {
   }
 };
 
+// The (4, C) strengths, or none (every strength 1, the gates as given).
+template <typename T>
+struct Strength {
+  const T* data = nullptr;
+  int64_t channels = 0;
+
+  bool defined() const { return data != nullptr; }
+  T at(int64_t d, int64_t channel) const { return data[d * channels + channel]; }
+};
+
+// out = s x the three gate planes at a (gate_stride apart), laid out contiguously.
+template <typename T>
+void scale_gates(const T* a, int64_t gate_stride, T s, T* __restrict__ out, int64_t hw) {
+  for (int64_t j = 0; j < 3; ++j) {
+    const T* __restrict__ in = a + j * gate_stride;
+    T* __restrict__ o = out + j * hw;
+    for (int64_t i = 0; i < hw; ++i) o[i] = s * in[i];
+  }
+}
+
+// sum over the three planes of grad x the gates at a (gate_stride apart).
+template <typename T>
+T gate_dot(const T* __restrict__ grad, const T* a, int64_t gate_stride, int64_t hw) {
+  constexpr int64_t kLanes = 16;  // independent sums, so that the loop vectorises
+  T lanes[kLanes] = {};
+  for (int64_t j = 0; j < 3; ++j) {
+    const T* __restrict__ g = grad + j * hw;
+    const T* __restrict__ v = a + j * gate_stride;
+    int64_t i = 0;
+    for (; i + kLanes <= hw; i += kLanes) {
+      for (int64_t l = 0; l < kLanes; ++l) lanes[l] += g[i + l] * v[i + l];
+    }
+    for (; i < hw; ++i) lanes[0] += g[i] * v[i];
+  }
+  T total = 0;
+  for (int64_t l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
+}
+
+// out (gate_stride apart) = or += s x the three contiguous planes of grad.
+template <typename T>
+void put_scaled_gates(const T* grad, T s, T* out, int64_t gate_stride, int64_t hw, bool accumulate) {
+  for (int64_t j = 0; j < 3; ++j) {
+    const T* __restrict__ g = grad + j * hw;
+    T* __restrict__ o = out + j * gate_stride;
+    if (accumulate) {
+      for (int64_t i = 0; i < hw; ++i) o[i] += s * g[i];
+    } else {
+      for (int64_t i = 0; i < hw; ++i) o[i] = s * g[i];
+    }
+  }
+}
+
 // The 12 normalised gate planes of (b, channel): [d][a | b | c] at (3d + j) * hw.
+// With strength, direction d's gates are scaled by its strength first (in
+// `scaled`, 3 planes).
 template <typename T>
 void normalize_planes(const cpu::Kernels<T>& k, const T* guidance, const PropagateGeometry& g, int64_t b,
-                      int64_t channel, T* out) {
+                      int64_t channel, T* out, const Strength<T>& strength, T* scaled) {
   const int64_t hw = g.scan.plane_size();
   const int64_t gs = g.guidance.gate_stride;
   for (int64_t d = 0; d < kDirections; ++d) {
     const T* a = guidance + g.guidance.offset(b, channel, d);
     T* n = out + 3 * d * hw;
-    k.normalize(a, a + gs, a + 2 * gs, n, n + hw, n + 2 * hw, hw);
+    if (strength.defined()) {
+      scale_gates(a, gs, strength.at(d, channel), scaled, hw);
+      k.normalize(scaled, scaled + hw, scaled + 2 * hw, n, n + hw, n + 2 * hw, hw);
+    } else {
+      k.normalize(a, a + gs, a + 2 * gs, n, n + hw, n + 2 * hw, hw);
+    }
   }
 }
 
@@ -82,26 +147,34 @@ cpu::ScanInputs<T> scan_inputs(const T* x, const T* normalized, int64_t d, int64
 }
 
 template <typename T>
-at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const PropagateGeometry& g) {
+at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const Strength<T>& strength,
+                         const PropagateGeometry& g) {
   at::Tensor out = common::empty_output(x.sizes(), x.options());
   const T* xd = x.const_data_ptr<T>();
   const T* gd = guidance.const_data_ptr<T>();
   T* od = out.mutable_data_ptr<T>();
   const int64_t hw = g.scan.plane_size();
   const auto calls = cpu::channel_calls(g.scan.batch, g.scan.channels, g.scan.shared_gates);
-  const Setup<T> s(g, /*backward=*/false, calls.max_channels);
+  // With strength every channel runs against gates of its own.
+  const int64_t per_set = strength.defined() ? 1 : calls.max_channels;
+  const Setup<T> s(g, /*backward=*/false, per_set);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer(12 * hw + s.scan_scratch);
+    cpu::Scratch<T> buffer(15 * hw + s.scan_scratch);
     T* normalized = buffer.data();
-    T* scratch = normalized + 12 * hw;
+    T* scaled = normalized + 12 * hw;
+    T* scratch = scaled + 3 * hw;
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t first = calls.first(call);
-      const int64_t p = b * g.scan.channels + first;
-      normalize_planes(s.kernels, gd, g, b, first, normalized);
-      for (int64_t d = 0; d < kDirections; ++d) {
-        s.kernels.forward(scan_inputs(xd + p * hw, normalized, d, calls.channels(call), hw, d > 0), od + p * hw,
-                          s.geo[d], s.tiling[d], scratch);
+      const int64_t last = first + calls.channels(call);
+      for (int64_t c0 = first; c0 < last; c0 += per_set) {
+        const int64_t count = std::min(per_set, last - c0);
+        const int64_t p = b * g.scan.channels + c0;
+        normalize_planes(s.kernels, gd, g, b, c0, normalized, strength, scaled);
+        for (int64_t d = 0; d < kDirections; ++d) {
+          s.kernels.forward(scan_inputs(xd + p * hw, normalized, d, count, hw, d > 0), od + p * hw, s.geo[d],
+                            s.tiling[d], scratch);
+        }
       }
     }
   });
@@ -120,8 +193,9 @@ int64_t group_channels(int64_t plane_bytes, int64_t channels) {
 }
 
 template <typename T>
-std::tuple<at::Tensor, at::Tensor> backward_kernel(
-    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& guidance, const PropagateGeometry& g) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& guidance, const Strength<T>& strength,
+    const PropagateGeometry& g) {
   at::Tensor grad_x = common::empty_output(x.sizes(), x.options());
   at::Tensor grad_guidance = common::empty_output(guidance.sizes(), guidance.options());
   const T* grd = grad.const_data_ptr<T>();
@@ -132,10 +206,11 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   const int64_t hw = g.scan.plane_size();
   const int64_t channels = g.scan.channels;
   const bool shared = g.scan.shared_gates;
+  const bool scaled = strength.defined();
   const GateLayout& layout = g.guidance;
   const auto calls = cpu::channel_calls(g.scan.batch, channels, shared);
   const auto& parts = calls.parts;
-  const int64_t group = shared ? group_channels(hw * int64_t(sizeof(T)), calls.max_channels) : 1;
+  const int64_t group = shared && !scaled ? group_channels(hw * int64_t(sizeof(T)), calls.max_channels) : 1;
   const Setup<T> s(g, /*backward=*/true, group);
 
   // Shared guidance: part 0 of a batch item sums its gate gradients into
@@ -151,24 +226,30 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   };
   GateLayout item_layout = layout;
   item_layout.batch_stride = 0;
+  // Strength: each (batch item, direction, channel)'s share of its gradient,
+  // summed over the batch at the end.
+  at::Tensor strength_items = scaled ? at::empty({g.scan.batch, kDirections, channels}, x.options()) : at::Tensor();
+  T* sid = scaled ? strength_items.mutable_data_ptr<T>() : nullptr;
 
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer((12 + 5 * group) * hw + s.scan_scratch);
+    cpu::Scratch<T> buffer((12 + 5 * group + (scaled ? 6 : 0)) * hw + s.scan_scratch);
     cpu::Scratch<uint8_t> which(group * hw);  // channel k's first maximum at k * hw
     T* normalized = buffer.data();
     T* scans = normalized + 12 * hw;          // direction d, channel k of the group at (d * group + k) * hw
     T* routed = scans + 4 * group * hw;       // channel k at k * hw
-    T* scratch = routed + group * hw;
+    T* scaled_gates = routed + group * hw;    // strength: one direction's strength x guidance, 3 planes
+    T* channel_grad = scaled_gates + (scaled ? 3 : 0) * hw;  // strength: its gate gradient, 3 planes
+    T* scratch = channel_grad + (scaled ? 3 : 0) * hw;
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t part = calls.part(call);
       const int64_t first = calls.first(call);
       const int64_t last = first + calls.channels(call);
-      if (shared) normalize_planes(s.kernels, gd, g, b, first, normalized);
+      if (shared && !scaled) normalize_planes(s.kernels, gd, g, b, first, normalized, strength, scaled_gates);
       for (int64_t g0 = first; g0 < last; g0 += group) {
         const int64_t count = std::min(group, last - g0);
         const int64_t p = b * channels + g0;
-        if (!shared) normalize_planes(s.kernels, gd, g, b, g0, normalized);
+        if (!shared || scaled) normalize_planes(s.kernels, gd, g, b, g0, normalized, strength, scaled_gates);
         for (int64_t d = 0; d < kDirections; ++d) {
           s.kernels.forward(scan_inputs(xd + p * hw, normalized, d, count, hw, false), scans + d * group * hw,
                             s.geo[d], s.tiling[d], scratch);
@@ -179,9 +260,11 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
           s.kernels.first_max(h, which.data() + k * hw, hw);
         }
         // Gate gradients: shared, the part's sum over its channels; per
-        // channel, the plane's own, mapped to the raw guidance below.
+        // channel, the plane's own, mapped to the raw guidance below; with
+        // strength, the channel's own first, mapped here.
         T* gates_out = shared ? part_buffer(b, part) : ggd + layout.offset(b, 0, 0);
         const GateLayout& out_layout = shared ? item_layout : layout;
+        const bool add_to_gates = shared && g0 != first;
         for (int64_t d = 0; d < kDirections; ++d) {
           for (int64_t k = 0; k < count; ++k) {
             s.kernels.route(grd + (p + k) * hw, which.data() + k * hw, static_cast<int>(d), routed + k * hw, hw);
@@ -189,12 +272,29 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
           const T* a = normalized + 3 * d * hw;
           T* ga = gates_out + out_layout.offset(0, g0, d);  // shared: channel_stride 0
           const int64_t gs = out_layout.gate_stride;
+          if (!scaled) {
+            s.kernels.backward(
+                {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gxd + p * hw, ga, ga + gs,
+                 ga + 2 * gs, count, d > 0, add_to_gates},
+                s.geo[d], s.backward_tiling[d], scratch);
+            continue;
+          }
+          T* cg = channel_grad;
           s.kernels.backward(
-              {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gxd + p * hw, ga, ga + gs,
-               ga + 2 * gs, count, d > 0, shared && g0 != first},
+              {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gxd + p * hw, cg, cg + hw,
+               cg + 2 * hw, 1, d > 0, false},
               s.geo[d], s.backward_tiling[d], scratch);
+          // normalize(s x raw): the gradient of s x raw, then of s and of raw.
+          const T strength_d = strength.at(d, g0);
+          const T* raw = gd + layout.offset(b, g0, d);
+          const int64_t rs = layout.gate_stride;
+          scale_gates(raw, rs, strength_d, scaled_gates, hw);
+          s.kernels.normalize_backward(scaled_gates, scaled_gates + hw, scaled_gates + 2 * hw, cg, cg + hw,
+                                       cg + 2 * hw, hw);
+          sid[(b * kDirections + d) * channels + g0] = gate_dot(cg, raw, rs, hw);
+          put_scaled_gates(cg, strength_d, ga, gs, hw, add_to_gates);
         }
-        if (!shared) {
+        if (!shared && !scaled) {
           for (int64_t d = 0; d < kDirections; ++d) {
             const T* a = gd + layout.offset(b, g0, d);
             T* ga = ggd + layout.offset(b, g0, d);
@@ -206,7 +306,8 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
     }
   });
   if (shared) {
-    // Sum the parts in order, then map the gradient to the raw guidance.
+    // Sum the parts in order, then (without strength, whose gradients are
+    // mapped per channel) map the gradient to the raw guidance.
     at::parallel_for(0, g.scan.batch * kDirections, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / kDirections;
@@ -215,35 +316,56 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
         for (int64_t part = 1; part < parts.parts; ++part) {
           s.kernels.add(ga, part_buffer(b, part) + 3 * d * hw, 3 * hw);
         }
-        const T* a = gd + layout.offset(b, 0, d);
-        s.kernels.normalize_backward(a, a + hw, a + 2 * hw, ga, ga + hw, ga + 2 * hw, hw);
+        if (!scaled) {
+          const T* a = gd + layout.offset(b, 0, d);
+          s.kernels.normalize_backward(a, a + hw, a + 2 * hw, ga, ga + hw, ga + 2 * hw, hw);
+        }
       }
     });
   }
-  return {grad_x, grad_guidance};
+  at::Tensor grad_strength = scaled ? strength_items.sum(0) : at::empty({0}, x.options());
+  return {grad_x, grad_guidance, grad_strength};
 }
 
-at::Tensor spn_propagate_cpu(const at::Tensor& x, const at::Tensor& guidance) {
+// The strengths as the kernels read them (contiguous, of the kernels' dtype).
+template <typename T>
+Strength<T> strength_of(const std::optional<at::Tensor>& strength) {
+  if (!strength.has_value()) return {};
+  return {strength->const_data_ptr<T>(), strength->size(1)};
+}
+
+std::optional<at::Tensor> prepared(const std::optional<at::Tensor>& strength, at::ScalarType dtype) {
+  if (!strength.has_value()) return std::nullopt;
+  return strength->to(dtype).contiguous();
+}
+
+at::Tensor spn_propagate_cpu(const at::Tensor& x, const at::Tensor& guidance,
+                             const std::optional<at::Tensor>& strength) {
   const auto geo = check_propagate_args(x, guidance, "spn_propagate");
+  check_strength(x, strength, "spn_propagate");
   TORCH_CHECK(x.device().is_cpu(), "spn_propagate: the CPU kernel got a tensor on ", x.device());
   if (x.numel() == 0) {
     return at::empty(x.sizes(), x.options());
   }
   if (cpu::is_reduced_precision(x)) {
-    return spn_propagate_cpu(x.to(at::kFloat), guidance.to(at::kFloat)).to(x.scalar_type());
+    return spn_propagate_cpu(x.to(at::kFloat), guidance.to(at::kFloat), prepared(strength, at::kFloat))
+        .to(x.scalar_type());
   }
   const at::Tensor xc = x.contiguous();
   const at::Tensor gc = guidance.contiguous();
+  const auto sc = prepared(strength, x.scalar_type());
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spn_propagate_cpu", [&] {
-    out = forward_kernel<scalar_t>(xc, gc, geo);
+    out = forward_kernel<scalar_t>(xc, gc, strength_of<scalar_t>(sc), geo);
   });
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> spn_propagate_backward_cpu(
-    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& guidance) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> spn_propagate_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& guidance,
+    const std::optional<at::Tensor>& strength) {
   const auto geo = check_propagate_args(x, guidance, "spn_propagate_backward");
+  check_strength(x, strength, "spn_propagate_backward");
   TORCH_CHECK(
       grad.sizes() == x.sizes(),
       "spn_propagate_backward: grad must have the shape of x ", x.sizes(), ", got ", grad.sizes());
@@ -252,21 +374,23 @@ std::tuple<at::Tensor, at::Tensor> spn_propagate_backward_cpu(
       "spn_propagate_backward: grad must have the dtype of x (", x.scalar_type(), "), got ", grad.scalar_type());
   TORCH_CHECK(x.device().is_cpu(), "spn_propagate_backward: the CPU kernel got a tensor on ", x.device());
   if (x.numel() == 0) {
-    return {at::empty(x.sizes(), x.options()), at::zeros(guidance.sizes(), guidance.options())};
+    return {at::empty(x.sizes(), x.options()), at::zeros(guidance.sizes(), guidance.options()),
+            strength.has_value() ? at::zeros(strength->sizes(), x.options()) : at::empty({0}, x.options())};
   }
   if (cpu::is_reduced_precision(x)) {
     const auto dtype = x.scalar_type();
-    auto [grad_x, grad_guidance] =
-        spn_propagate_backward_cpu(grad.to(at::kFloat), x.to(at::kFloat), guidance.to(at::kFloat));
-    return {grad_x.to(dtype), grad_guidance.to(dtype)};
+    auto [grad_x, grad_guidance, grad_strength] = spn_propagate_backward_cpu(
+        grad.to(at::kFloat), x.to(at::kFloat), guidance.to(at::kFloat), prepared(strength, at::kFloat));
+    return {grad_x.to(dtype), grad_guidance.to(dtype), grad_strength.to(dtype)};
   }
   // grad may be expanded (stride 0): read a contiguous copy, never write to it.
   const at::Tensor grc = grad.contiguous();
   const at::Tensor xc = x.contiguous();
   const at::Tensor gc = guidance.contiguous();
-  std::tuple<at::Tensor, at::Tensor> out;
+  const auto sc = prepared(strength, x.scalar_type());
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spn_propagate_backward_cpu", [&] {
-    out = backward_kernel<scalar_t>(grc, xc, gc, geo);
+    out = backward_kernel<scalar_t>(grc, xc, gc, strength_of<scalar_t>(sc), geo);
   });
   return out;
 }

@@ -74,7 +74,7 @@ def train_pairwise(
         runtime, ("pairwise", step),
         lambda: PairwiseNetwork(
             dataset.num_classes, width=config.model.pairwise_width, gate_mode=config.model.pairwise_gates,
-            gate_layout=config.model.pairwise_gate_layout,
+            gate_layout=config.model.pairwise_gate_layout, strength=config.model.pairwise_strength,
         ),
         TrainingView(dataset, regions, superpixels if use_smoothness else None), config.pairwise, loss_of,
         f"step {step}: pairwise", previous=previous, train_module=PairwiseWithGates, checkpoints=checkpoints,

@@ -157,6 +157,11 @@ def test_no_abbreviations_and_checked_values(capsys):
     assert "data.dataset must be one of synthetic, voc, coco, folder" in usage_error(
         ["train", "--data.dataset", "vocc"], capsys)
     assert "loop.steps must be an integer" in usage_error(["train", "--loop.steps", "two"], capsys)
+    assert "unary.batch_size must be at least 1, got 0" in usage_error(["train", "--unary.batch_size", "0"], capsys)
+    assert "pairwise.iterations must be at least 0, got -5" in usage_error(
+        ["train", "--pairwise.iterations", "-5"], capsys)
+    assert "model.pairwise_width must be at least 1, got 0" in usage_error(
+        ["train", "--model.pairwise_width", "0"], capsys)
     assert "invalid choice: 'gpu'" in usage_error(["infer", "x.pt", "img", "--device", "gpu"], capsys)
     assert "--devic" in usage_error(["deploy", "m.onnx", "img", "--devic", "cpu"], capsys)
     from ial_ext.train.config import Config, apply_overrides

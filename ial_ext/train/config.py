@@ -17,10 +17,11 @@ from typing import Any, Optional
 from ..models.backbone import BACKBONE_NAMES
 
 
-def setting(default: Any, help: str, choices: Optional[tuple] = None, pattern: Optional[str] = None):
+def setting(default: Any, help: str, choices: Optional[tuple] = None, pattern: Optional[str] = None,
+            minimum: Optional[float] = None):
     """A config field with the help text the command line shows; a value must be one of
-    `choices`, or match the regular expression `pattern`, when given."""
-    return field(default=default, metadata={"help": help, "choices": choices, "pattern": pattern})
+    `choices`, match the regular expression `pattern`, or be at least `minimum`, when given."""
+    return field(default=default, metadata={"help": help, "choices": choices, "pattern": pattern, "minimum": minimum})
 
 
 @dataclass
@@ -28,9 +29,9 @@ class DataConfig:
     dataset: str = setting("synthetic", "the data set's layout", choices=("synthetic", "voc", "coco", "folder"))
     root: Optional[str] = setting(None, "data set directory (voc, coco, folder)")
     image_size: int = setting(64, "images are brought to image_size x image_size")
-    train_images: int = setting(400, "training images of the synthetic set")
-    val_images: int = setting(100, "validation images of the synthetic set")
-    object_classes: int = setting(5, "object classes of the synthetic set (plus background)")
+    train_images: int = setting(400, "training images of the synthetic set", minimum=1)
+    val_images: int = setting(100, "validation images of the synthetic set", minimum=1)
+    object_classes: int = setting(5, "object classes of the synthetic set (plus background)", minimum=1)
     train_split: Optional[str] = setting(None, "training split (default: train, train_aug for voc, train2014 for coco)")
     val_split: Optional[str] = setting(None, "validation split (default: val, val2014 for coco)")
     seed: int = setting(0, "seed of the synthetic set's content")
@@ -46,7 +47,7 @@ class ModelConfig:
         None, "ImageNet state_dict of model.backbone (torchvision format for ResNets), also used by the CAM "
         "network when model.cam_backbone is the same"
     )
-    pairwise_width: int = setting(16, "channels of the pairwise guidance CNN")
+    pairwise_width: int = setting(16, "channels of the pairwise guidance CNN", minimum=1)
     pairwise_gates: str = setting(
         "similarity", "pairwise gates: similarity (edge-aware from the start) or direct (SPN's)",
         choices=("similarity", "direct"),
@@ -75,15 +76,15 @@ class OptimConfig:
     """SGD with momentum under the poly schedule of eq. (10), lr_k = lr (1 - k/K)^power, or
     the step schedule of eq. (11), lr_k = lr gamma^floor(k/S)."""
 
-    iterations: int = setting(300, "training iterations K")
-    batch_size: int = setting(8, "images per iteration (over all processes)")
-    lr: float = setting(0.01, "base learning rate")
-    momentum: float = setting(0.9, "SGD momentum")
-    weight_decay: float = setting(1e-4, "SGD weight decay")
-    poly_power: float = setting(0.9, "tau of the poly schedule, eq. (10)")
+    iterations: int = setting(300, "training iterations K", minimum=0)
+    batch_size: int = setting(8, "images per iteration (over all processes)", minimum=1)
+    lr: float = setting(0.01, "base learning rate", minimum=0)
+    momentum: float = setting(0.9, "SGD momentum", minimum=0)
+    weight_decay: float = setting(1e-4, "SGD weight decay", minimum=0)
+    poly_power: float = setting(0.9, "tau of the poly schedule, eq. (10)", minimum=0)
     schedule: str = setting("poly", "learning-rate schedule: poly (eq. 10) | step (eq. 11)", choices=("poly", "step"))
-    step_size: int = setting(20000, "S of the step schedule: the rate is multiplied by gamma every S iterations")
-    gamma: float = setting(0.1, "gamma of the step schedule, eq. (11)")
+    step_size: int = setting(20000, "S of the step schedule: the rate is multiplied by gamma every S iterations", minimum=1)
+    gamma: float = setting(0.1, "gamma of the step schedule, eq. (11)", minimum=0)
 
 
 @dataclass
@@ -97,7 +98,7 @@ class SeedConfig:
     foreground_alpha: float = setting(0.5, "strong background: only confident foreground survives (PSA: 4)")
     background_alpha: float = setting(4.0, "weak background: only confident background survives (PSA: 32)")
     crf: bool = setting(False, "refine both background-score maps with the dense CRF first (PSA; the crf extra)")
-    crf_iterations: int = setting(10, "mean-field iterations of that CRF")
+    crf_iterations: int = setting(10, "mean-field iterations of that CRF", minimum=1)
 
 
 @dataclass
@@ -108,12 +109,13 @@ class MiningConfig:
     confidence: float = setting(0.7, "re-scored superpixels above this keep their class")
     folds: int = setting(
         1, "1: the region network re-scores the images it was trained on (the paper); k > 1: each image "
-        "is re-scored by a network trained on the other folds, so it cannot just echo the unary map"
+        "is re-scored by a network trained on the other folds, so it cannot just echo the unary map",
+        minimum=1,
     )
-    pooling_stride: int = setting(1, "stride at which the region network pools features (1: image resolution)")
-    superpixel_scale: float = setting(32.0, "Felzenszwalb scale (larger: larger superpixels)")
-    superpixel_sigma: float = setting(0.5, "Felzenszwalb Gaussian smoothing")
-    superpixel_min_size: int = setting(12, "Felzenszwalb minimum segment size (pixels)")
+    pooling_stride: int = setting(1, "stride at which the region network pools features (1: image resolution)", minimum=1)
+    superpixel_scale: float = setting(32.0, "Felzenszwalb scale (larger: larger superpixels)", minimum=0)
+    superpixel_sigma: float = setting(0.5, "Felzenszwalb Gaussian smoothing", minimum=0)
+    superpixel_min_size: int = setting(12, "Felzenszwalb minimum segment size (pixels)", minimum=1)
     cache_dir: Optional[str] = setting(None, "superpixel cache directory (default: <output_dir>/superpixels)")
 
 
@@ -121,19 +123,19 @@ class MiningConfig:
 class LoopConfig:
     """Algorithm 1 and its ablations."""
 
-    steps: int = setting(5, "T, the number of EM steps after the seeds")
+    steps: int = setting(5, "T, the number of EM steps after the seeds", minimum=0)
     warm_start: bool = setting(True, "each step starts from the previous step's networks")
     mining: bool = setting(True, "False: pairwise trained on the unary map (Table 6)")
     pairwise: bool = setting(True, "False: unary retrained on mined regions directly (Table 8)")
     smoothness: bool = setting(True, "region smoothness loss on the affinities (section 4.5.4)")
-    smoothness_weight: float = setting(1.0, "weight of the region smoothness loss")
+    smoothness_weight: float = setting(1.0, "weight of the region smoothness loss", minimum=0)
     class_balance: float = setting(
         0.5, "the unary cross-entropy weighs class c by (median frequency / frequency of c)^this; 0: unweighted"
     )
     refined_confidence: float = setting(
         0.0, "refined pixels below this probability are left unknown when they supervise the next unary network"
     )
-    energy_images: int = setting(16, "training images (the first ones) on which the energy of Table 7 is averaged")
+    energy_images: int = setting(16, "training images (the first ones) on which the energy of Table 7 is averaged", minimum=0)
 
 
 @dataclass
@@ -141,16 +143,16 @@ class RunConfig:
     output_dir: str = setting("outputs/run", "where checkpoints, tables and figures go")
     seed: int = setting(0, "seed of every random choice of the run")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N", pattern=r"auto|cpu|cuda(:\d+)?")
-    threads: int = setting(0, "torch CPU threads; 0 keeps torch's default")
+    threads: int = setting(0, "torch CPU threads; 0 keeps torch's default", minimum=0)
     resume: bool = setting(
         False, "continue the run in output_dir from its last checkpoint, with its saved settings"
     )
     overwrite: bool = setting(False, "start a fresh run in an output_dir that already holds one (its results go)")
     checkpoint_minutes: float = setting(
-        10.0, "also checkpoint inside a phase at most this many minutes apart (0: every 10 iterations)"
+        10.0, "also checkpoint inside a phase at most this many minutes apart (0: every 10 iterations)", minimum=0
     )
-    workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device")
-    figure_images: int = setting(4, "rows of the per-step figure")
+    workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device", minimum=-1)
+    figure_images: int = setting(4, "rows of the per-step figure", minimum=0)
     progress: bool = setting(True, "tqdm progress bars")
     precision: str = setting(
         "float32", "autocast of the networks (a gradient scaler with float16)",
@@ -269,6 +271,9 @@ def checked_setting(config: Config, name: str, item: dataclasses.Field, value: A
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     if pattern is not None and not re.fullmatch(pattern, value):
         raise ValueError(f"{name} must be {item.metadata['help']}, got {value!r}")
+    minimum = item.metadata.get("minimum")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
     return value
 
 

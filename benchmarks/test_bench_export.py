@@ -21,29 +21,23 @@ import pytest
 import torch
 
 from .conftest import CPU_THREADS, device_sync, devices
+from .pairwise_iteration import NUM_CLASSES, VARIANTS, network_of
 
-NUM_CLASSES = 21
 SIZES = [(1, 321, 321), (8, 321, 321), (1, 161, 161), (8, 161, 161)]
 IMPLEMENTATIONS = ["onnxruntime", "onnxruntime no-spin", "torch eager"]
-# Gates of the exported pairwise network: name -> PairwiseNetwork arguments.
-GATE_VARIANTS = {
-    "default": {},
-    "shared": {"strength": False, "width": 32},
-    "per_class": {"gate_layout": "per_class", "strength": False, "width": 32},
-}
-GATE_LAYOUTS = list(GATE_VARIANTS)
+GATE_LAYOUTS = list(VARIANTS)  # the pairwise networks of benchmarks/pairwise_iteration.py
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
 @pytest.fixture(scope="module", params=GATE_LAYOUTS)
 def exported(request, tmp_path_factory):
-    from ial_ext.models import MultiScaleUnary, PairwiseNetwork, UnaryNetwork
+    from ial_ext.models import MultiScaleUnary, UnaryNetwork
     from ial_ext.export.deployment_model import DeploymentModel
     from ial_ext.export import export_modules
 
     torch.manual_seed(0)
     unary = MultiScaleUnary(UnaryNetwork(NUM_CLASSES)).eval()
-    pairwise = PairwiseNetwork(NUM_CLASSES, **GATE_VARIANTS[request.param]).eval()
+    pairwise = network_of(request.param).eval()
     path = tmp_path_factory.mktemp("bench_export") / "model.onnx"
     export_modules(unary, pairwise, path, check=False)
     return DeploymentModel(unary, pairwise).eval(), str(path), request.param

@@ -90,7 +90,7 @@ PROPAGATION = {
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("size", PROPAGATION_SIZES, ids=["x".join(map(str, s)) for s in PROPAGATION_SIZES])
 @pytest.mark.parametrize("mode", ["forward", "forward+backward"])
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", [*LAYOUTS, "shared+strength"])
 @pytest.mark.parametrize("impl", list(PROPAGATION))
 def test_spn_propagate(benchmark, impl, layout, mode, size, device):
     b, c, h, w = size
@@ -99,13 +99,18 @@ def test_spn_propagate(benchmark, impl, layout, mode, size, device):
     sets = c if layout == "per-channel" else 1
     guidance = (torch.randn(b, 12 * sets, h, w, generator=generator) * 0.5).to(device)
     grad = torch.randn(size, generator=generator).to(device)
-    call = timed_call(PROPAGATION[impl], (x, guidance), grad, mode)
+    inputs = (x, guidance)
+    if layout == "shared+strength":  # the pairwise network's default: a (4, C) strength on shared gates
+        inputs += ((0.5 + torch.rand(4, c, generator=generator)).to(device),)
+        layout = "shared"  # the same bytes move: the strengths scale the gates in cache
+    call = timed_call(PROPAGATION[impl], inputs, grad, mode)
     g = 4 * gate_values(layout, c)
     values = 2 + g if mode == "forward" else 2 + g + 3 + 2 * g
     calls = calls_per_round(device)
     benchmark.group = f"spn_propagate {mode} {'x'.join(map(str, size))} {layout} {device}"
     benchmark.extra_info.update(
-        kind="spn_propagate", impl=impl, mode=mode, size=list(size), device=device, case=f"{layout} guidance",
+        kind="spn_propagate", impl=impl, mode=mode, size=list(size), device=device,
+        case=f"{layout} guidance" + (" + strength" if len(inputs) == 3 else ""),
         bytes=int(values * x.numel() * x.element_size()), calls=calls,
     )
     benchmark.pedantic(repeated(call, device, calls), rounds=5, warmup_rounds=1)

@@ -25,6 +25,12 @@ def random_inputs(shape, layout, dtype=torch.float64, scale=0.8):
     return x, guidance
 
 
+def random_strength(channels, dtype=torch.float64, seed=0):
+    # Around 1, from weak (0.3) to strong (2.5): strong ones saturate the normalisation.
+    generator = torch.Generator().manual_seed(seed)
+    return (0.3 + 2.2 * torch.rand(4, channels, generator=generator)).to(dtype)
+
+
 def relative_error(out, ref):
     return ((out.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30)).item()
 
@@ -168,15 +174,17 @@ def test_torch_compile_fullgraph_matches_eager(layout):
         torch.testing.assert_close(g, w)
 
 
+@pytest.mark.parametrize("with_strength", [False, True], ids=["no-strength", "strength"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_shared_gradient_is_deterministic_for_a_thread_count(threads):
+def test_shared_gradient_is_deterministic_for_a_thread_count(threads, with_strength):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         x, guidance = random_inputs((1, 7, 11, 9), "shared", dtype=torch.float32)
+        strength = random_strength(7, torch.float32) if with_strength else None
         grad = torch.randn_like(x)
-        first = torch.ops.ial.spn_propagate_backward(grad, x, guidance)
-        second = torch.ops.ial.spn_propagate_backward(grad, x, guidance)
+        first = torch.ops.ial.spn_propagate_backward(grad, x, guidance, strength)
+        second = torch.ops.ial.spn_propagate_backward(grad, x, guidance, strength)
     finally:
         torch.set_num_threads(previous)
     for a, b in zip(first, second):

@@ -1,18 +1,13 @@
 """spn_propagate with a strength per direction and channel on the CPU: the float64
-reference, the composite the CUDA path runs, gradcheck, opcheck, torch.compile, errors."""
+reference, the composite the CUDA path runs, gradcheck, opcheck, torch.compile, errors
+(determinism for a thread count: test_spn_propagate.py)."""
 import pytest
 import torch
 
 from ial_ext.ops import spn_propagate, spn_propagate_reference
 from ial_ext.ops.spn_propagate import propagate_backward_composite, propagate_composite
 
-from .test_spn_propagate import LAYOUTS, SHAPES, random_inputs, relative_error
-
-
-def random_strength(channels, dtype=torch.float64, seed=0):
-    # Around 1, from weak (0.3) to strong (2.5): strong ones saturate the normalisation.
-    generator = torch.Generator().manual_seed(seed)
-    return (0.3 + 2.2 * torch.rand(4, channels, generator=generator)).to(dtype)
+from .test_spn_propagate import LAYOUTS, SHAPES, random_inputs, random_strength, relative_error
 
 
 def reference_grads(x, guidance, strength, grad):
@@ -104,22 +99,6 @@ def test_torch_compile_fullgraph_matches_eager():
     torch.testing.assert_close(compiled(*inputs), refine(*inputs))
     for g, w in zip(torch.autograd.grad(compiled(*inputs), inputs), torch.autograd.grad(refine(*inputs), inputs)):
         torch.testing.assert_close(g, w)
-
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_gradient_is_deterministic_for_a_thread_count(threads):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        x, guidance = random_inputs((1, 7, 11, 9), "shared", dtype=torch.float32)
-        strength = random_strength(7, torch.float32)
-        grad = torch.randn_like(x)
-        first = torch.ops.ial.spn_propagate_backward(grad, x, guidance, strength)
-        second = torch.ops.ial.spn_propagate_backward(grad, x, guidance, strength)
-    finally:
-        torch.set_num_threads(previous)
-    for a, b in zip(first, second):
-        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

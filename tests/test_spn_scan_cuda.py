@@ -159,8 +159,7 @@ def test_spn_propagate_with_strength_matches_cpu_kernel(layout):
     """With strength the CUDA path expands the gates per channel (propagate_composite)."""
     from ial_ext.ops import spn_propagate
 
-    from .test_spn_propagate import random_inputs as propagate_inputs
-    from .test_spn_propagate_strength import random_strength
+    from .test_spn_propagate import random_inputs as propagate_inputs, random_strength
 
     x, guidance = propagate_inputs((2, 3, 33, 40), layout)
     strength = random_strength(3)

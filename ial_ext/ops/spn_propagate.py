@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .checks import check_like_x
 from .gate_normalization import GATES_PER_DIRECTION, NUM_DIRECTIONS, normalize_gates, normalize_gates_backward
 
 
@@ -49,14 +50,7 @@ def _check_args(op: str, x: Tensor, guidance: Tensor, strength: Optional[Tensor]
         x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64),
         lambda: f"{op}: x must be float16, bfloat16, float32 or float64, got {x.dtype}",
     )
-    torch._check(
-        guidance.dtype == x.dtype,
-        lambda: f"{op}: guidance must have the dtype of x ({x.dtype}), got {guidance.dtype}",
-    )
-    torch._check(
-        guidance.device == x.device,
-        lambda: f"{op}: guidance must be on the device of x ({x.device}), got {guidance.device}",
-    )
+    check_like_x(op, "guidance", guidance, x)
     b, c, h, w = x.shape
     torch._check(
         tuple(guidance.shape) in ((b, 12 * c, h, w), (b, 12, h, w)),
@@ -70,14 +64,7 @@ def _check_args(op: str, x: Tensor, guidance: Tensor, strength: Optional[Tensor]
             lambda: f"{op}: strength must have shape (4, C) = {(NUM_DIRECTIONS, c)} for x of shape "
             f"{tuple(x.shape)}, got {tuple(strength.shape)}",
         )
-        torch._check(
-            strength.dtype == x.dtype,
-            lambda: f"{op}: strength must have the dtype of x ({x.dtype}), got {strength.dtype}",
-        )
-        torch._check(
-            strength.device == x.device,
-            lambda: f"{op}: strength must be on the device of x ({x.device}), got {strength.device}",
-        )
+        check_like_x(op, "strength", strength, x)
 
 
 @torch.library.register_fake("ial::spn_propagate")

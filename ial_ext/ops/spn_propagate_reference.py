@@ -6,7 +6,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .gate_normalization import GATES_PER_DIRECTION, NUM_DIRECTIONS, normalize_gates
+from .gate_normalization import NUM_DIRECTIONS, normalize_gates
+from .spn_propagate import scale_guidance
 from .spn_scan_reference import spn_scan_reference
 
 
@@ -17,10 +18,7 @@ def spn_propagate_reference(
     out_dtype = x.dtype
     x = x.to(dtype)
     if strength is not None:
-        b, _, h, w = guidance.shape
-        c = x.shape[1]
-        per_direction = guidance.to(dtype).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, -1, h, w)
-        guidance = (per_direction * strength.to(dtype).view(1, NUM_DIRECTIONS, 1, c, 1, 1)).reshape(b, -1, h, w)
+        guidance = scale_guidance(guidance.to(dtype), strength.to(dtype))
     scans = [
         spn_scan_reference(x, normalize_gates(gates.to(dtype)), direction, dtype=dtype)
         for direction, gates in enumerate(guidance.chunk(NUM_DIRECTIONS, dim=1))

@@ -6,6 +6,8 @@ around them (autograd formula and fake kernels for tracing/compilation).
 import torch
 from torch import Tensor
 
+from .checks import check_like_x
+
 LEFT_TO_RIGHT, RIGHT_TO_LEFT, TOP_TO_BOTTOM, BOTTOM_TO_TOP = range(4)
 
 
@@ -45,14 +47,7 @@ def _check_args(x: Tensor, gates: Tensor, direction: int) -> None:
     torch._check(
         x.dtype.is_floating_point, lambda: f"spn_scan: x must be floating point, got {x.dtype}"
     )
-    torch._check(
-        gates.dtype == x.dtype,
-        lambda: f"spn_scan: gates must have the dtype of x ({x.dtype}), got {gates.dtype}",
-    )
-    torch._check(
-        gates.device == x.device,
-        lambda: f"spn_scan: gates must be on the device of x ({x.device}), got {gates.device}",
-    )
+    check_like_x("spn_scan", "gates", gates, x)
     b, c, h, w = x.shape
     torch._check(
         tuple(gates.shape) in ((b, 3 * c, h, w), (b, 3, h, w)),

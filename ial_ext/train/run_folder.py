@@ -12,6 +12,7 @@ import os
 import shutil
 from typing import Optional
 
+from ..models import PairwiseNetwork
 from .checkpoint import latest_checkpoint
 from .config import Config, apply_overrides, load_settings
 from .runtime import Runtime
@@ -29,8 +30,11 @@ RESUMABLE_CHANGES = {
 
 
 # Settings added since runs were first saved, with the value such a run used: a run folder
-# saved before a setting existed resumes as it was trained.
-SETTINGS_BEFORE_THEY_EXISTED = {"model.pairwise_gate_layout": "per_class", "model.pairwise_strength": False}
+# saved before a setting existed resumes as it was trained. They are the pairwise network's
+# options, model.pairwise_<option>, whose checkpoints rebuild the same way.
+SETTINGS_BEFORE_THEY_EXISTED = {
+    f"model.pairwise_{option}": value for option, value in PairwiseNetwork.SPEC_DEFAULTS_BEFORE_OPTION.items()
+}
 
 
 def saved_config(path: str) -> Config:

@@ -2,12 +2,15 @@
 
 For each N, a VOC-layout set of N training images (JPEG photos of varied sizes, palette masks
 with 255 borders, benchmarks/voc_layout.py) is written under --data-dir and one EM step is run
-under `/usr/bin/time -v` with few iterations. Prints a Markdown table and the growth per
-training pixel between the smallest and the largest N; --json writes the figures.
+under `/usr/bin/time -v` with few iterations, `--repeats` times. Prints a Markdown table and the
+growth per training pixel between the smallest and the largest N; --json writes the figures.
+
+Peak RSS varies by tens of MB between identical runs, so the table also gives the heap the
+process held at the end of its phases (benchmarks/held_memory.py), which repeats to 0.1 MB: the
+growth with N that is not noise.
 
     python benchmarks/scale.py --sizes 100 800                  # the bytes-per-pixel figure
     python benchmarks/scale.py --sizes 500 2000 8000 --json scale.json
-    PYTHONPATH=/path/to/old/tree python benchmarks/scale.py ... # measure another version of the code
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -32,9 +36,9 @@ VAL_PHASES = ("val labels",)
 ENERGY_IMAGES = 16  # loop.energy_images
 
 
-def train_command(args, root: str, output: str) -> list[str]:
+def train_command(args, root: str, output: str, held_json: str) -> list[str]:
     command = [
-        sys.executable, "-m", "ial_ext.cli", "train",
+        sys.executable, "-m", "benchmarks.held_memory", held_json, "--",
         "--data.dataset", "voc", "--data.root", root, "--data.image_size", str(args.image_size),
         "--loop.steps", "1", "--run.output_dir", output, "--no-run.progress", "--run.threads", str(args.threads),
     ]
@@ -82,24 +86,32 @@ def phase_seconds(output: str, log: str) -> dict:
 
 
 def measure(args, images: int) -> dict:
+    """args.repeats runs on the same set: every run's peak RSS, the last run's other figures."""
     root = os.path.join(args.data_dir, "voc")
     write_voc_layout(root, images, args.val_images, min_side=args.min_side, max_side=args.max_side)
     output = os.path.join(args.data_dir, f"run_{images}")
-    shutil.rmtree(output, ignore_errors=True)
-    start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-v", *train_command(args, root, output)],
-                            capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"training on {images} images failed:\n{result.stderr[-4000:]}")
+    held_json = os.path.join(args.data_dir, f"held_{images}.json")
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    peaks, walls = [], []
+    for _ in range(args.repeats):
+        shutil.rmtree(output, ignore_errors=True)
+        start = time.perf_counter()
+        result = subprocess.run(["/usr/bin/time", "-v", *train_command(args, root, output, held_json)],
+                                capture_output=True, text=True, cwd=repository)
+        walls.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise RuntimeError(f"training on {images} images failed:\n{result.stderr[-4000:]}")
+        peaks.append(peak_rss_bytes(result.stderr))
     labels = os.path.join(output, "labels")
+    held = json.load(open(held_json))
     figures = {
         "images": images,
         "pixels": images * args.image_size**2,
-        "peak_rss": peak_rss_bytes(result.stderr),
+        "peak_rss": peaks,
+        "held": max(held.values()) if held else None,
         "checkpoint": checkpoint_bytes(output),
         "label_store": folder_bytes(labels) if os.path.isdir(labels) else None,
-        "wall": wall,
+        "wall": min(walls),
         "seconds": phase_seconds(output, result.stdout + result.stderr),
     }
     if not args.keep:
@@ -126,23 +138,28 @@ def per_image(figure: dict, phase: str, args) -> str:
 
 def report(figures: list[dict], args) -> str:
     phases = sorted({phase for figure in figures for phase in figure["seconds"]})
-    header = ["N", "peak RSS (MB)", "checkpoint (MB)", "label stores (B/image)", "wall (s)"]
+    header = ["N", "peak RSS (MB)", "held (MB)", "checkpoint (MB)", "label stores (B/image)", "wall (s)"]
     header += [f"{phase} (ms/img)" for phase in phases]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for figure in figures:
         store = "-" if figure["label_store"] is None else f"{figure['label_store'] / figure['images']:.0f}"
-        cells = [f"{figure['images']:,}", f"{figure['peak_rss'] / 1e6:.0f}", f"{figure['checkpoint'] / 1e6:.2f}",
-                 store, f"{figure['wall']:.0f}"]
+        peaks = sorted(figure["peak_rss"])
+        peak = f"{peaks[0] / 1e6:.0f}" + (f"-{peaks[-1] / 1e6:.0f}" if len(peaks) > 1 else "")
+        held = "-" if figure["held"] is None else f"{figure['held'] / 1e6:.2f}"
+        cells = [f"{figure['images']:,}", peak, held, f"{figure['checkpoint'] / 1e6:.2f}", store, f"{figure['wall']:.0f}"]
         cells += [per_image(figure, phase, args) for phase in phases]
         lines.append("| " + " | ".join(cells) + " |")
     if len(figures) > 1:
         small, large = figures[0], figures[-1]
         pixels = large["pixels"] - small["pixels"]
         lines.append("")
+        peak_growth = (statistics.median(large["peak_rss"]) - statistics.median(small["peak_rss"])) / pixels
+        spread = max(max(f["peak_rss"]) - min(f["peak_rss"]) for f in (small, large)) / pixels
+        held = "-" if None in (small["held"], large["held"]) else f"{(large['held'] - small['held']) / pixels:+.4f} B"
         lines.append(
             f"growth per training pixel, N = {small['images']:,} -> {large['images']:,} at {args.image_size} px: "
-            f"peak RSS {(large['peak_rss'] - small['peak_rss']) / pixels:+.3f} B, "
-            f"checkpoint {(large['checkpoint'] - small['checkpoint']) / pixels:+.4f} B"
+            f"held {held}, peak RSS {peak_growth:+.3f} B (medians; the runs of one N spread by up to "
+            f"{spread:.3f} B per pixel), checkpoint {(large['checkpoint'] - small['checkpoint']) / pixels:+.4f} B"
         )
     return "\n".join(lines)
 
@@ -157,6 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=20, help="iterations of each network")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="run.threads")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per N (peak RSS varies between identical runs)")
     parser.add_argument("--data-dir", default="/tmp/ial_scale", help="where the data sets and runs go")
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
     parser.add_argument("--json", help="also write the figures to this JSON file")
@@ -165,7 +183,7 @@ def main(argv=None) -> int:
     figures = []
     for images in sorted(args.sizes):
         figures.append(measure(args, images))
-        print(f"N={images:,}: peak RSS {figures[-1]['peak_rss'] / 1e6:.0f} MB, "
+        print(f"N={images:,}: peak RSS {max(figures[-1]['peak_rss']) / 1e6:.0f} MB, "
               f"checkpoint {figures[-1]['checkpoint'] / 1e6:.2f} MB, {figures[-1]['wall']:.0f} s", flush=True)
     print(report(figures, args))
     if args.json:

@@ -380,6 +380,24 @@ def test_neighbour_affinities_are_those_of_every_link(size):
     torch.testing.assert_close(neighbour_affinities(embedding), expected, rtol=1e-14, atol=0)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (5, 7), (9, 4)])
+def test_neighbour_affinities_gradient_is_that_of_the_definition(size):
+    # The training path's own backward against autograd through the 12 slices of the definition.
+    h, w = size
+    generator = torch.Generator().manual_seed(h + 7 * w)
+    embedding = torch.randn(2, 5, h, w, dtype=torch.float64, generator=generator, requires_grad=True)
+    weights = torch.randn(2, 12, h, w, dtype=torch.float64, generator=generator)
+    padded = F.pad(embedding, (1, 1, 1, 1), mode="replicate")
+    definition = torch.cat([
+        torch.exp(-(embedding - padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]).square().sum(1, keepdim=True))
+        for offsets in NEIGHBOUR_OFFSETS for dy, dx in offsets
+    ], dim=1)
+    expected, = torch.autograd.grad((definition * weights).sum(), embedding)
+    grad, = torch.autograd.grad((neighbour_affinities(embedding) * weights).sum(), embedding)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(neighbour_affinities, (embedding,))
+
+
 @pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)
 def test_pairwise_output_is_a_probability_map(gate_mode, gate_layout):
     network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode, gate_layout=gate_layout)

@@ -91,6 +91,23 @@ def test_losses_ignore_unknown_and_mask_absent_classes():
     )
 
 
+def test_refined_map_loss_is_the_nll_of_the_renormalised_map_at_the_labelled_pixels():
+    generator = torch.Generator().manual_seed(0)
+    scores = (torch.rand(2, 4, 5, 6, generator=generator, dtype=torch.float64) + 1e-7).requires_grad_()
+    target = torch.randint(0, 4, (2, 5, 6), generator=generator)
+    target[0, :2] = IGNORE_INDEX
+    scores.data[1, 2, 0, 0] = 1e-9  # a labelled pixel whose probability is under eps: clamped
+    target[1, 0, 0] = 2
+    whole_map = torch.nn.functional.nll_loss(
+        (scores / scores.sum(dim=1, keepdim=True)).clamp_min(1e-6).log(), target, ignore_index=IGNORE_INDEX
+    )
+    loss = refined_map_loss(scores, target)
+    expected_grad, = torch.autograd.grad(whole_map, scores)
+    grad, = torch.autograd.grad(loss, scores)
+    torch.testing.assert_close(loss, whole_map, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-14)
+
+
 def test_poly_schedule_is_equation_10():
     assert poly_learning_rate(0.01, 0, 100, 0.9) == 0.01
     assert poly_learning_rate(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)

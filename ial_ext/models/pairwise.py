@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import SpatialPropagation
-from ..nn.spatial_propagation import GATES_PER_DIRECTION, NEIGHBOUR_OFFSETS, NUM_DIRECTIONS
+from ..nn.spatial_propagation import GATES_PER_DIRECTION, NUM_DIRECTIONS
+from .affinities import neighbour_affinities
 from .layers import ConvNormAct
 from .spec import RebuildableNetwork, check_num_classes
 # Initial gates: b (the straight neighbour) starts at 0.1 and a, c at 0, plus
@@ -53,35 +54,6 @@ EMBEDDING_CHANNELS = 8
 # region of constant colour a + b + c ~ 0.95 while a colour step of two standard
 # deviations brings the gates below 0.02.
 INITIAL_MODULATION_BIAS = 3.0
-
-
-# The 12 (pixel, neighbour) links are 4 kinds of pixel pair, each seen from both ends: the
-# offset d of every link and the offset -d are one pair kind. Each kind's affinity is computed
-# once over the padded image and sliced twice.
-PAIR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
-
-
-def neighbour_affinities(embedding: Tensor) -> Tensor:
-    """exp(-|e_p - e_q|^2) for each pixel p and the neighbour q of every (direction, gate) of
-    NEIGHBOUR_OFFSETS, (B, 12, H, W); q outside the image is the nearest border pixel."""
-    h, w = embedding.shape[-2:]
-    padded = F.pad(embedding, (1, 1, 1, 1), mode="replicate")
-    pairs = {}
-    for dy, dx in PAIR_OFFSETS:
-        # pair[i, j] links padded[i, j + x0] and padded[i + dy, j + x0 + dx], x0 = max(0, -dx)
-        x0 = max(0, -dx)
-        first = padded[:, :, : h + 2 - dy, x0 : w + 2 - abs(dx) + x0]
-        second = padded[:, :, dy:, x0 + dx : x0 + dx + w + 2 - abs(dx)]
-        pairs[dy, dx] = (torch.exp(-(first - second).square().sum(dim=1, keepdim=True)), x0)
-    maps = []
-    for offsets in NEIGHBOUR_OFFSETS:
-        for dy, dx in offsets:
-            # The pair kind and which end p is: p = (1 + y, 1 + x) in padded coordinates.
-            kind, start = ((dy, dx), (1, 1)) if (dy, dx) in pairs else ((-dy, -dx), (1 + dy, 1 + dx))
-            pair, x0 = pairs[kind]
-            row, column = start[0], start[1] - x0
-            maps.append(pair[:, :, row : row + h, column : column + w])
-    return torch.cat(maps, dim=1)
 
 
 class GuidanceNetwork(nn.Module):
@@ -182,15 +154,21 @@ class PairwiseNetwork(RebuildableNetwork):
         embedding = torch.cat([images, self.embedding(features)], dim=1)
         affinity = neighbour_affinities(embedding).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, 1, h, w)
         modulation = torch.sigmoid(gates).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, self.gate_channels, h, w)
-        return (affinity * modulation / GATES_PER_DIRECTION).view(b, -1, h, w)
+        return (affinity * modulation).div_(GATES_PER_DIRECTION).view(b, -1, h, w)
 
     def propagate(self, unary_probabilities: Tensor, guidance: Tensor) -> Tensor:
-        """SPN on (B, C, H, W) probabilities, max over 4 directions, renormalised over classes.
-        The merged map is floored and renormalised: four scans merged by max need not sum to 1
-        (per-class gates differ per channel), and the trainer's loss takes its log."""
+        """SPN on (B, C, H, W) probabilities, max over 4 directions, renormalised over classes."""
+        merged = self.merged_scores(unary_probabilities, guidance)
+        return merged / merged.sum(dim=1, keepdim=True)
+
+    def merged_scores(self, unary_probabilities: Tensor, guidance: Tensor) -> Tensor:
+        """`propagate` before its renormalisation: the max of the four scans, floored. Four
+        scans merged by max need not sum to 1 over the classes, and the log of the
+        renormalised map is taken in training (which needs it only at the labelled pixels)."""
         strength = None if self.log_strength is None else self.log_strength.exp().to(unary_probabilities.dtype)
-        refined = self.propagation(unary_probabilities, guidance, strength).clamp_min(PROBABILITY_FLOOR)
-        return refined / refined.sum(dim=1, keepdim=True)
+        merged = self.propagation(unary_probabilities, guidance, strength)
+        # where() keeps a boolean mask for the backward, clamp_min would keep the whole map.
+        return torch.where(merged > PROBABILITY_FLOOR, merged, PROBABILITY_FLOOR)
 
     def forward(self, images: Tensor, unary_probabilities: Tensor) -> Tensor:
         return self.propagate(unary_probabilities, self.guidance(images))

@@ -1,4 +1,5 @@
 """The region smoothness loss of the pairwise network (paper, section 3.2.2, eq. 8)."""
+import torch
 from torch import Tensor, nn
 
 from ..ops.superpixel_pool import superpixel_pool, superpixel_unpool
@@ -34,12 +35,30 @@ class RegionSmoothnessLoss(nn.Module):
     def forward(self, G: Tensor, segments: Tensor, num_segments: int) -> Tensor:
         if G.dim() != 4:
             raise ValueError(f"G must be (B, C, H, W), got shape {tuple(G.shape)}")
-        source = G.detach() if self.detach_target else G
-        means = superpixel_unpool(superpixel_pool(source, segments, num_segments), segments)
         valid = (segments >= 0).unsqueeze(1).to(G.dtype)
-        squared = (G - means).square() * valid
-        count = valid.sum() * G.shape[1]
-        return squared.sum() / count.clamp_min(1)
+        count = (valid.sum() * G.shape[1]).clamp_min(1)
+        if self.detach_target:
+            with torch.no_grad():
+                means = superpixel_unpool(superpixel_pool(G, segments, num_segments), segments)
+            return _SquaredDistance.apply(G, means, valid) / count
+        means = superpixel_unpool(superpixel_pool(G, segments, num_segments), segments)
+        return ((G - means).square() * valid).sum() / count
 
     def extra_repr(self) -> str:
         return f"detach_target={self.detach_target}"
+
+
+class _SquaredDistance(torch.autograd.Function):
+    """sum(valid (G - target)^2) with the target constant: keeps only the masked difference
+    for the backward (2 valid (G - target)), where autograd would also keep its square."""
+
+    @staticmethod
+    def forward(ctx, G: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        difference = (G - target).mul_(valid)
+        ctx.save_for_backward(difference)
+        return torch.linalg.vector_norm(difference).square()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (difference,) = ctx.saved_tensors
+        return difference * (2 * grad), None, None

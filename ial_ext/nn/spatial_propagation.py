@@ -21,7 +21,8 @@ NEIGHBOUR_OFFSETS = (
 )
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
+    """Whether a model is being traced for export (torch.export or torch.onnx.export)."""
     return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
 
 
@@ -63,7 +64,7 @@ class SpatialPropagation(nn.Module):
                 f"SpatialPropagation: guidance must have shape {accepted[0]} (shared) or {accepted[1]} "
                 f"(per class) for unary {tuple(unary.shape)}, got {tuple(guidance.shape)}"
             )
-        if self.fused and not _exporting():
+        if self.fused and not exporting():
             return spn_propagate(unary, guidance, strength)
         if strength is not None:
             guidance = scale_guidance(guidance, strength)

@@ -46,12 +46,40 @@ def class_weights_from_counts(counts: Tensor, power: float = 1.0) -> Tensor:
     return torch.where(present, weights, torch.ones_like(frequency)).float()
 
 
-def refined_map_loss(probabilities: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
-    """eq. (7): -Y^T log alpha_p, on the pairwise output, which is already a probability map."""
+class _LabelledNLL(torch.autograd.Function):
+    """-mean log(scores[target] / scores.sum over classes) over the labelled pixels, each
+    quotient floored at eps. Saves only per-pixel numbers (B, H, W): its gradient,
+    w (1 / sum - [c = target] / scores[target]), is written in one pass."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, target: Tensor, eps: float):
+        labelled = target != IGNORE_INDEX
+        index = torch.where(labelled, target, 0).unsqueeze(1)
+        chosen = scores.gather(1, index).squeeze(1)
+        total = scores.sum(dim=1)
+        probability = chosen / total
+        weight = (labelled & (probability >= eps)).to(scores.dtype) / labelled.sum()
+        ctx.save_for_backward(index, chosen, total, weight)
+        ctx.num_classes = scores.shape[1]
+        return -(probability.clamp_min(eps).log() * labelled).sum() / labelled.sum()
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):
+        index, chosen, total, weight = ctx.saved_tensors
+        weight = weight * grad_loss
+        grad = (weight / total).unsqueeze(1).expand(-1, ctx.num_classes, -1, -1).contiguous()
+        grad.scatter_add_(1, index, -(weight / chosen).unsqueeze(1))
+        return grad, None, None
+
+
+def refined_map_loss(scores: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """eq. (7): -Y^T log alpha_p, alpha_p = scores / scores.sum over the classes (the pairwise
+    output renormalised; a probability map passes through unchanged), the mean over the
+    labelled pixels. Only their quotient and log are computed: no (B, C, H, W) log, quotient
+    or saved copy of the scores."""
     if not bool((target != IGNORE_INDEX).any()):
-        return probabilities.sum() * 0
-    log_probabilities = probabilities.clamp_min(eps).log()
-    return F.nll_loss(log_probabilities, target, ignore_index=IGNORE_INDEX)
+        return scores.sum() * 0
+    return _LabelledNLL.apply(scores, target, eps)
 
 
 def region_classification_loss(logits: Tensor, region_labels: Tensor) -> Tensor:

@@ -21,7 +21,9 @@ from ..views import TrainingView
 
 
 class PairwiseWithGates(nn.Module):
-    """g's forward returning its gates too, so that DDP sees one forward for both losses."""
+    """g's forward for training: its merged scores before the renormalisation over classes
+    (which eq. 7 applies at the labelled pixels only) and its gates, so that DDP sees one
+    forward for both losses."""
 
     def __init__(self, pairwise: PairwiseNetwork):
         super().__init__()
@@ -29,7 +31,7 @@ class PairwiseWithGates(nn.Module):
 
     def forward(self, images: Tensor, unary: Tensor):
         guidance = self.pairwise.guidance(images)
-        return self.pairwise.propagate(unary, guidance), guidance
+        return self.pairwise.merged_scores(unary, guidance), guidance
 
 
 def pairwise_loss(
@@ -41,8 +43,8 @@ def pairwise_loss(
     then holds the superpixels, "segments")."""
     with torch.no_grad():
         alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
-    refined, guidance = model(batch["image"], alpha_u)
-    loss = refined_map_loss(refined, batch["target"])
+    scores, guidance = model(batch["image"], alpha_u)
+    loss = refined_map_loss(scores, batch["target"])
     if smoothness is not None:
         segments = batch["segments"]
         num_segments = int(segments.max()) + 1

@@ -49,7 +49,11 @@ def test_unit_strength_is_no_strength(layout):
     x, guidance = random_inputs((2, 3, 9, 11), layout)
     grad = torch.randn_like(x)
     ones = torch.ones(4, 3, dtype=x.dtype)
-    torch.testing.assert_close(spn_propagate(x, guidance, ones), spn_propagate(x, guidance), rtol=0, atol=0)
+    # Shared guidance with strength scales the raw gates by min(s, 1 / m) in the scan kernels
+    # where the path without divides them by max(1, m): the same gates, rounded differently.
+    exact = layout == "per-channel"
+    torch.testing.assert_close(spn_propagate(x, guidance, ones), spn_propagate(x, guidance),
+                               rtol=0 if exact else 1e-13, atol=0 if exact else 1e-14)
     with_ones = torch.ops.ial.spn_propagate_backward(grad, x, guidance, ones)
     without = torch.ops.ial.spn_propagate_backward(grad, x, guidance)
     assert without[2].shape == (0,)

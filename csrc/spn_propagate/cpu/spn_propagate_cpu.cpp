@@ -17,11 +17,14 @@
 //           writes (first group) or adds (later groups, see ChannelParts) the
 //           gradient of its normalised gates, summed over the channels, which
 //           the normalisation's backward then maps to the raw guidance.
-// strength: every channel has gates of its own (strength x guidance,
-//           normalised per channel), so the work goes channel by channel,
-//           with the shared guidance read once per call; the backward maps
-//           each channel's gate gradient to the raw guidance and to its
-//           strength before summing over the channels.
+// strength: channel c's gates are normalize(strength x guidance) = guidance
+//           x min(strength, r), r = 1 / (|a| + |b| + |c|). With shared
+//           guidance the scan kernels take the raw gates and r (computed once
+//           per batch item) and scale per channel on the fly, so channels
+//           still share the gates; the backward sums the raw gates' gradient
+//           over the channels and maps the normalisation's part of it (where
+//           it binds) once per batch item. With per-channel guidance the work
+//           goes channel by channel through a scaled, normalised copy.
 #include "../spn_propagate.h"
 #include "../../common/cpu_features.h"
 #include "../../common/output_memory.h"
@@ -36,6 +39,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <cstdint>
 
@@ -51,15 +55,15 @@ struct Setup {
   std::array<cpu::Tiling, kDirections> backward_tiling;  // reverse scans
   int64_t scan_scratch = 0;
 
-  // Scratch for kernel calls over up to `channels` channels.
-  Setup(const PropagateGeometry& g, bool backward, int64_t channels) {
+  // Scratch for kernel calls over up to `channels` channels (scaled: with the strengths' r).
+  Setup(const PropagateGeometry& g, bool backward, int64_t channels, bool scaled) {
     for (int64_t d = 0; d < kDirections; ++d) {
       geo[d] = g.direction(d);
       tiling[d] = cpu::choose_tiling(geo[d], sizeof(T), false);
       backward_tiling[d] = cpu::choose_tiling(geo[d], sizeof(T), true);
-      scan_scratch = std::max(scan_scratch, kernels.forward_scratch(geo[d], tiling[d], channels));
+      scan_scratch = std::max(scan_scratch, kernels.forward_scratch(geo[d], tiling[d], channels, scaled));
       if (backward) {
-        scan_scratch = std::max(scan_scratch, kernels.backward_scratch(geo[d], backward_tiling[d], channels));
+        scan_scratch = std::max(scan_scratch, kernels.backward_scratch(geo[d], backward_tiling[d], channels, scaled));
       }
     }
   }
@@ -138,6 +142,63 @@ void normalize_planes(const cpu::Kernels<T>& k, const T* guidance, const Propaga
   }
 }
 
+template <typename T>
+inline T sign_of(T v) {
+  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
+}
+
+// r = 1 / (|a| + |b| + |c|) of the three raw gate planes at a (gate_stride
+// apart): infinite where all three are zero (every strength then passes).
+template <typename T>
+void inverse_magnitudes(const T* a, int64_t gate_stride, T* __restrict__ r, int64_t hw) {
+  const T* __restrict__ ga = a;
+  const T* __restrict__ gb = a + gate_stride;
+  const T* __restrict__ gc = a + 2 * gate_stride;
+  for (int64_t i = 0; i < hw; ++i) {
+    r[i] = T(1) / (std::abs(ga[i]) + std::abs(gb[i]) + std::abs(gc[i]));
+  }
+}
+
+// The four directions' r of batch item b's shared guidance, at d * hw.
+template <typename T>
+void inverse_magnitude_planes(const T* guidance, const PropagateGeometry& g, int64_t b, T* out) {
+  const int64_t hw = g.scan.plane_size();
+  for (int64_t d = 0; d < kDirections; ++d) {
+    inverse_magnitudes(guidance + g.guidance.offset(b, 0, d), g.guidance.gate_stride, out + d * hw, hw);
+  }
+}
+
+// Direction d's raw shared gates, scaled per channel by the kernels.
+template <typename T>
+cpu::ScanInputs<T> scaled_scan_inputs(const T* x, const T* guidance, const PropagateGeometry& g, int64_t b,
+                                      const T* r, const Strength<T>& strength, int64_t d, int64_t first,
+                                      int64_t channels, bool merge_max) {
+  const T* a = guidance + g.guidance.offset(b, 0, d);
+  const int64_t gs = g.guidance.gate_stride;
+  return {x,        a, a + gs, a + 2 * gs, channels, merge_max, r + d * g.scan.plane_size(),
+          strength.data + d * strength.channels + first};
+}
+
+// Where the normalisation binds the gates are g / |g|, whose gradient adds
+// -sign(g_j) sum_k g_k e_k / |g|^2 to every gate j: `bound` holds that sum
+// over the channels (t), `grad` the rest of the raw gates' gradient.
+template <typename T>
+void add_binding_gradient(const T* a, int64_t gate_stride, const T* __restrict__ bound, T* grad, int64_t hw) {
+  const T* __restrict__ ga = a;
+  const T* __restrict__ gb = a + gate_stride;
+  const T* __restrict__ gc = a + 2 * gate_stride;
+  T* __restrict__ da = grad;
+  T* __restrict__ db = grad + hw;
+  T* __restrict__ dc = grad + 2 * hw;
+  for (int64_t i = 0; i < hw; ++i) {
+    const T m = std::abs(ga[i]) + std::abs(gb[i]) + std::abs(gc[i]);
+    const T k = m > T(0) ? bound[i] / (m * m) : T(0);
+    da[i] -= sign_of(ga[i]) * k;
+    db[i] -= sign_of(gb[i]) * k;
+    dc[i] -= sign_of(gc[i]) * k;
+  }
+}
+
 // Direction d's gates among the normalised planes.
 template <typename T>
 cpu::ScanInputs<T> scan_inputs(const T* x, const T* normalized, int64_t d, int64_t channels, int64_t hw,
@@ -155,9 +216,10 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
   T* od = out.mutable_data_ptr<T>();
   const int64_t hw = g.scan.plane_size();
   const auto calls = cpu::channel_calls(g.scan.batch, g.scan.channels, g.scan.shared_gates);
-  // With strength every channel runs against gates of its own.
-  const int64_t per_set = strength.defined() ? 1 : calls.max_channels;
-  const Setup<T> s(g, /*backward=*/false, per_set);
+  // With strength on per-channel guidance every channel runs against gates of its own.
+  const bool shared_scaled = g.scan.shared_gates && strength.defined();
+  const int64_t per_set = strength.defined() && !shared_scaled ? 1 : calls.max_channels;
+  const Setup<T> s(g, /*backward=*/false, per_set, shared_scaled);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<T> buffer(15 * hw + s.scan_scratch);
     T* normalized = buffer.data();
@@ -167,6 +229,16 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
       const int64_t b = calls.batch(call);
       const int64_t first = calls.first(call);
       const int64_t last = first + calls.channels(call);
+      if (shared_scaled) {
+        const int64_t p = b * g.scan.channels + first;
+        inverse_magnitude_planes(gd, g, b, normalized);
+        for (int64_t d = 0; d < kDirections; ++d) {
+          s.kernels.forward(scaled_scan_inputs(xd + p * hw, gd, g, b, normalized, strength, d, first, last - first,
+                                               d > 0),
+                            od + p * hw, s.geo[d], s.tiling[d], scratch);
+        }
+        continue;
+      }
       for (int64_t c0 = first; c0 < last; c0 += per_set) {
         const int64_t count = std::min(per_set, last - c0);
         const int64_t p = b * g.scan.channels + c0;
@@ -210,8 +282,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
   const GateLayout& layout = g.guidance;
   const auto calls = cpu::channel_calls(g.scan.batch, channels, shared);
   const auto& parts = calls.parts;
-  const int64_t group = shared && !scaled ? group_channels(hw * int64_t(sizeof(T)), calls.max_channels) : 1;
-  const Setup<T> s(g, /*backward=*/true, group);
+  const bool shared_scaled = shared && scaled;
+  const int64_t group = shared ? group_channels(hw * int64_t(sizeof(T)), calls.max_channels) : 1;
+  const Setup<T> s(g, /*backward=*/true, group, shared_scaled);
 
   // Shared guidance: part 0 of a batch item sums its gate gradients into
   // grad_guidance, the other parts into `partial` (see ChannelParts), both laid
@@ -230,6 +303,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
   // summed over the batch at the end.
   at::Tensor strength_items = scaled ? at::empty({g.scan.batch, kDirections, channels}, x.options()) : at::Tensor();
   T* sid = scaled ? strength_items.mutable_data_ptr<T>() : nullptr;
+  // Shared guidance with strength: per (batch item, part), each direction's
+  // sum over the part's channels of t where the normalisation binds.
+  at::Tensor binding = shared_scaled ? at::empty({g.scan.batch, parts.parts, kDirections, hw}, x.options())
+                                     : at::Tensor();
+  T* bd = shared_scaled ? binding.mutable_data_ptr<T>() : nullptr;
+  auto binding_buffer = [&](int64_t b, int64_t part) { return bd + (b * parts.parts + part) * kDirections * hw; };
 
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<T> buffer((12 + 5 * group + (scaled ? 6 : 0)) * hw + s.scan_scratch);
@@ -245,14 +324,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
       const int64_t part = calls.part(call);
       const int64_t first = calls.first(call);
       const int64_t last = first + calls.channels(call);
-      if (shared && !scaled) normalize_planes(s.kernels, gd, g, b, first, normalized, strength, scaled_gates);
+      // Shared: the normalised gates, or with strength the raw gates' r, once per call.
+      if (shared_scaled) {
+        inverse_magnitude_planes(gd, g, b, normalized);
+      } else if (shared) {
+        normalize_planes(s.kernels, gd, g, b, first, normalized, strength, scaled_gates);
+      }
       for (int64_t g0 = first; g0 < last; g0 += group) {
         const int64_t count = std::min(group, last - g0);
         const int64_t p = b * channels + g0;
-        if (!shared || scaled) normalize_planes(s.kernels, gd, g, b, g0, normalized, strength, scaled_gates);
+        if (!shared) normalize_planes(s.kernels, gd, g, b, g0, normalized, strength, scaled_gates);
         for (int64_t d = 0; d < kDirections; ++d) {
-          s.kernels.forward(scan_inputs(xd + p * hw, normalized, d, count, hw, false), scans + d * group * hw,
-                            s.geo[d], s.tiling[d], scratch);
+          const auto inputs = shared_scaled
+              ? scaled_scan_inputs(xd + p * hw, gd, g, b, normalized, strength, d, g0, count, false)
+              : scan_inputs(xd + p * hw, normalized, d, count, hw, false);
+          s.kernels.forward(inputs, scans + d * group * hw, s.geo[d], s.tiling[d], scratch);
         }
         for (int64_t k = 0; k < count; ++k) {
           const T* h[kDirections];
@@ -272,6 +358,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
           const T* a = normalized + 3 * d * hw;
           T* ga = gates_out + out_layout.offset(0, g0, d);  // shared: channel_stride 0
           const int64_t gs = out_layout.gate_stride;
+          if (shared_scaled) {
+            const auto inputs = scaled_scan_inputs(xd + p * hw, gd, g, b, normalized, strength, d, g0, count, false);
+            cpu::BackwardInputs<T> backward{routed, inputs.x, inputs.a, inputs.b, inputs.c, scans + d * group * hw,
+                                            gxd + p * hw, ga, ga + gs, ga + 2 * gs, count, d > 0, add_to_gates};
+            backward.r = inputs.r;
+            backward.strength = inputs.strength;
+            backward.gt = binding_buffer(b, part) + d * hw;
+            backward.strength_share = sid + (b * kDirections + d) * channels + g0;
+            s.kernels.backward(backward, s.geo[d], s.backward_tiling[d], scratch);
+            continue;
+          }
           if (!scaled) {
             s.kernels.backward(
                 {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gxd + p * hw, ga, ga + gs,
@@ -316,9 +413,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
         for (int64_t part = 1; part < parts.parts; ++part) {
           s.kernels.add(ga, part_buffer(b, part) + 3 * d * hw, 3 * hw);
         }
+        const T* a = gd + layout.offset(b, 0, d);
         if (!scaled) {
-          const T* a = gd + layout.offset(b, 0, d);
           s.kernels.normalize_backward(a, a + hw, a + 2 * hw, ga, ga + hw, ga + 2 * hw, hw);
+        } else {
+          T* bound = binding_buffer(b, 0) + d * hw;
+          for (int64_t part = 1; part < parts.parts; ++part) {
+            s.kernels.add(bound, binding_buffer(b, part) + d * hw, hw);
+          }
+          add_binding_gradient(a, hw, bound, ga, hw);
         }
       }
     });

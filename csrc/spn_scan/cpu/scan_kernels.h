@@ -45,10 +45,27 @@ inline void put(T* p, T v) {
 // where zeros around the line and in the dropped gates let one branch-free
 // vector loop run over whole vectors.
 
+// A channel's strength s on shared raw gates (spn_propagate with strength):
+// its gates are normalize(s (a, b, c)) = (a, b, c) min(s, r), r = 1 / (|a| +
+// |b| + |c|) per position, so the kernels scale the shared gates on the fly by
+// f = min(s, r) instead of reading a scaled copy per channel. Without it
+// (r == nullptr) the gates are used as given.
+template <typename T>
+struct GateScale {
+  const T* r = nullptr;
+  T s = T(1);
+};
+
+template <typename T>
+inline T gate_factor(T s, T r) {
+  return r < s ? r : s;
+}
+
 // Positions [begin, end) with every neighbour present:
 // h = x + a (hp[i-1] - x) + b (hp[i] - x) + c (hp[i+1] - x), which is
-// (1 - a - b - c) x + a hp[i-1] + b hp[i] + c hp[i+1].
-template <typename T>
+// (1 - a - b - c) x + a hp[i-1] + b hp[i] + c hp[i+1]; scaled, the three
+// terms are multiplied by f.
+template <bool kScaled, typename T>
 inline void forward_span(
     const T* __restrict__ x,
     const T* __restrict__ a,
@@ -57,16 +74,23 @@ inline void forward_span(
     const T* __restrict__ hp,
     T* __restrict__ h,
     int64_t begin,
-    int64_t end) {
+    int64_t end,
+    const T* __restrict__ r,
+    T s) {
   for (int64_t i = begin; i < end; ++i) {
     const T xv = x[i];
-    h[i] = xv + a[i] * (hp[i - 1] - xv) + b[i] * (hp[i] - xv) + c[i] * (hp[i + 1] - xv);
+    if constexpr (kScaled) {
+      const T f = gate_factor(s, r[i]);
+      h[i] = xv + f * (a[i] * (hp[i - 1] - xv) + b[i] * (hp[i] - xv) + c[i] * (hp[i + 1] - xv));
+    } else {
+      h[i] = xv + a[i] * (hp[i - 1] - xv) + b[i] * (hp[i] - xv) + c[i] * (hp[i + 1] - xv);
+    }
   }
 }
 
 // A row in place: a is dropped at the first position, c at the last. hp ==
 // nullptr marks the first line, where every gate is dropped.
-template <typename T>
+template <bool kScaled, typename T>
 void forward_line(
     const T* __restrict__ x,
     const T* __restrict__ a,
@@ -74,9 +98,23 @@ void forward_line(
     const T* __restrict__ c,
     const T* __restrict__ hp,
     T* __restrict__ h,
-    int64_t n) {
+    int64_t n,
+    GateScale<T> scale = {}) {
   if (hp == nullptr) {
     std::memcpy(h, x, n * sizeof(T));
+    return;
+  }
+  const int64_t l = n - 1;
+  if constexpr (kScaled) {
+    const T f0 = gate_factor(scale.s, scale.r[0]);
+    if (n == 1) {
+      h[0] = x[0] + f0 * (b[0] * (hp[0] - x[0]));
+      return;
+    }
+    h[0] = x[0] + f0 * (b[0] * (hp[0] - x[0]) + c[0] * (hp[1] - x[0]));
+    forward_span<true>(x, a, b, c, hp, h, 1, n - 1, scale.r, scale.s);
+    const T fl = gate_factor(scale.s, scale.r[l]);
+    h[l] = x[l] + fl * (a[l] * (hp[l - 1] - x[l]) + b[l] * (hp[l] - x[l]));
     return;
   }
   if (n == 1) {
@@ -84,13 +122,12 @@ void forward_line(
     return;
   }
   h[0] = x[0] + b[0] * (hp[0] - x[0]) + c[0] * (hp[1] - x[0]);
-  forward_span(x, a, b, c, hp, h, 1, n - 1);
-  const int64_t l = n - 1;
+  forward_span<false>(x, a, b, c, hp, h, 1, n - 1, scale.r, scale.s);
   h[l] = x[l] + a[l] * (hp[l - 1] - x[l]) + b[l] * (hp[l] - x[l]);
 }
 
 // A padded line: positions [0, n_vec), n_vec = n rounded up to whole vectors.
-template <typename T>
+template <bool kScaled, typename T>
 void forward_line_padded(
     const T* __restrict__ x,
     const T* __restrict__ a,
@@ -98,12 +135,13 @@ void forward_line_padded(
     const T* __restrict__ c,
     const T* __restrict__ hp,
     T* __restrict__ h,
-    int64_t n_vec) {
+    int64_t n_vec,
+    GateScale<T> scale = {}) {
   if (hp == nullptr) {
     std::memcpy(h, x, n_vec * sizeof(T));
     return;
   }
-  forward_span(x, a, b, c, hp, h, 0, n_vec);
+  forward_span<kScaled>(x, a, b, c, hp, h, 0, n_vec, scale.r, scale.s);
 }
 
 // One backward step. `na/nb/nc` hold what line s+1 sends back through its
@@ -128,6 +166,14 @@ struct BackwardLine {
   T* ca;
   T* cb;
   T* cc;
+  // Scaled gates (GateScale): the gate gradients above are those of the raw
+  // shared gates at the factor f (f x what unscaled gates get); gt gets (or
+  // adds) t = a da + b db + c dc (q x the raw gates' share of the step) where
+  // the normalisation binds (r < s), which the caller maps to the raw gates
+  // once per batch item, and gs adds t where it does not: the strength's share.
+  GateScale<T> scale = {};
+  T* gt = nullptr;
+  T* gs = nullptr;
 };
 
 template <typename T>
@@ -139,7 +185,7 @@ inline T adjoint(const BackwardLine<T>& l, int64_t i, int64_t n) {
 }
 
 // Edge positions (first and last) of a row in place, where a or c is dropped.
-template <bool kAccX, bool kAccG, typename T>
+template <bool kAccX, bool kAccG, bool kScaled, typename T>
 inline void backward_edge(const BackwardLine<T>& l, int64_t i, int64_t n) {
   const T q = adjoint(l, i, n);
   const T xv = l.x[i];
@@ -148,6 +194,25 @@ inline void backward_edge(const BackwardLine<T>& l, int64_t i, int64_t n) {
   const T a = has_a ? l.a[i] : T(0);
   const T c = has_c ? l.c[i] : T(0);
   const T b = l.b[i];
+  if constexpr (kScaled) {
+    const T r = l.scale.r[i];
+    const T f = gate_factor(l.scale.s, r);
+    const T ea = has_a ? q * (l.hp[i - 1] - xv) : T(0);
+    const T eb = q * (l.hp[i] - xv);
+    const T ec = has_c ? q * (l.hp[i + 1] - xv) : T(0);
+    const T t = a * ea + b * eb + c * ec;
+    const bool binds = r < l.scale.s;
+    put<kAccX>(l.gx + i, (T(1) - f * a - f * b - f * c) * q);
+    put<kAccG>(l.ga + i, f * ea);
+    put<kAccG>(l.gb + i, f * eb);
+    put<kAccG>(l.gc + i, f * ec);
+    put<kAccG>(l.gt + i, binds ? t : T(0));
+    l.gs[i] += binds ? T(0) : t;
+    l.ca[i] = f * a * q;
+    l.cb[i] = f * b * q;
+    l.cc[i] = f * c * q;
+    return;
+  }
   put<kAccX>(l.gx + i, (T(1) - a - b - c) * q);
   put<kAccG>(l.ga + i, has_a ? q * (l.hp[i - 1] - xv) : T(0));
   put<kAccG>(l.gb + i, q * (l.hp[i] - xv));
@@ -192,14 +257,114 @@ void backward_span(
   }
 }
 
+// The same with scaled gates (see BackwardLine).
 template <bool kAccX, bool kAccG, typename T>
+void backward_span_scaled(
+    int64_t begin,
+    int64_t end,
+    const T* __restrict__ g,
+    const T* __restrict__ x,
+    const T* __restrict__ a,
+    const T* __restrict__ b,
+    const T* __restrict__ c,
+    const T* __restrict__ hp,
+    const T* __restrict__ na,
+    const T* __restrict__ nb,
+    const T* __restrict__ nc,
+    T* __restrict__ gx,
+    T* __restrict__ ga,
+    T* __restrict__ gb,
+    T* __restrict__ gc,
+    T* __restrict__ ca,
+    T* __restrict__ cb,
+    T* __restrict__ cc,
+    const T* __restrict__ r,
+    T s,
+    T* __restrict__ gt,
+    T* __restrict__ gs) {
+  int64_t i = begin;
+#ifdef IAL_CPU_AVX2
+  // GCC does not vectorise this loop (it keeps a branch for the binding test).
+  if constexpr (sizeof(T) == sizeof(float)) {
+    auto load = [](const T* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); };
+    auto store = [](T* p, __m256 v) { _mm256_storeu_ps(reinterpret_cast<float*>(p), v); };
+    auto add_to = [&](T* p, __m256 v) { store(p, _mm256_add_ps(load(p), v)); };
+    const __m256 sv = _mm256_set1_ps(float(s));
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= end; i += 8) {
+      const __m256 q = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(load(g + i), load(na + i + 1)), load(nb + i)),
+                                     load(nc + i - 1));
+      const __m256 xv = load(x + i);
+      const __m256 rv = load(r + i);
+      const __m256 f = _mm256_min_ps(rv, sv);  // r < s ? r : s, as gate_factor
+      const __m256 av = load(a + i);
+      const __m256 bv = load(b + i);
+      const __m256 cv = load(c + i);
+      const __m256 ea = _mm256_mul_ps(q, _mm256_sub_ps(load(hp + i - 1), xv));
+      const __m256 eb = _mm256_mul_ps(q, _mm256_sub_ps(load(hp + i), xv));
+      const __m256 ec = _mm256_mul_ps(q, _mm256_sub_ps(load(hp + i + 1), xv));
+      const __m256 t = _mm256_fmadd_ps(av, ea, _mm256_fmadd_ps(bv, eb, _mm256_mul_ps(cv, ec)));
+      const __m256 bound = _mm256_and_ps(_mm256_cmp_ps(rv, sv, _CMP_LT_OQ), t);
+      const __m256 fa = _mm256_mul_ps(f, av);
+      const __m256 fb = _mm256_mul_ps(f, bv);
+      const __m256 fc = _mm256_mul_ps(f, cv);
+      const __m256 vx = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_sub_ps(one, fa), fb), fc), q);
+      if constexpr (kAccX) add_to(gx + i, vx); else store(gx + i, vx);
+      if constexpr (kAccG) {
+        add_to(ga + i, _mm256_mul_ps(f, ea));
+        add_to(gb + i, _mm256_mul_ps(f, eb));
+        add_to(gc + i, _mm256_mul_ps(f, ec));
+        add_to(gt + i, bound);
+      } else {
+        store(ga + i, _mm256_mul_ps(f, ea));
+        store(gb + i, _mm256_mul_ps(f, eb));
+        store(gc + i, _mm256_mul_ps(f, ec));
+        store(gt + i, bound);
+      }
+      add_to(gs + i, _mm256_sub_ps(t, bound));
+      store(ca + i, _mm256_mul_ps(fa, q));
+      store(cb + i, _mm256_mul_ps(fb, q));
+      store(cc + i, _mm256_mul_ps(fc, q));
+    }
+  }
+#endif
+  for (; i < end; ++i) {
+    const T q = g[i] + na[i + 1] + nb[i] + nc[i - 1];
+    const T xv = x[i];
+    const T f = gate_factor(s, r[i]);
+    const T ea = q * (hp[i - 1] - xv);
+    const T eb = q * (hp[i] - xv);
+    const T ec = q * (hp[i + 1] - xv);
+    const T t = a[i] * ea + b[i] * eb + c[i] * ec;
+    const T bound = r[i] < s ? t : T(0);  // t where the normalisation binds (f = r < s)
+    const T fa = f * a[i];
+    const T fb = f * b[i];
+    const T fc = f * c[i];
+    put<kAccX>(gx + i, (T(1) - fa - fb - fc) * q);
+    put<kAccG>(ga + i, f * ea);
+    put<kAccG>(gb + i, f * eb);
+    put<kAccG>(gc + i, f * ec);
+    put<kAccG>(gt + i, bound);
+    gs[i] += t - bound;
+    ca[i] = fa * q;
+    cb[i] = fb * q;
+    cc[i] = fc * q;
+  }
+}
+
+template <bool kAccX, bool kAccG, bool kScaled, typename T>
 void backward_span(const BackwardLine<T>& l, int64_t begin, int64_t end) {
-  backward_span<kAccX, kAccG>(
-      begin, end, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga, l.gb, l.gc, l.ca, l.cb, l.cc);
+  if constexpr (kScaled) {
+    backward_span_scaled<kAccX, kAccG>(begin, end, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga,
+                                       l.gb, l.gc, l.ca, l.cb, l.cc, l.scale.r, l.scale.s, l.gt, l.gs);
+  } else {
+    backward_span<kAccX, kAccG>(
+        begin, end, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga, l.gb, l.gc, l.ca, l.cb, l.cc);
+  }
 }
 
 // First line: h = x, so every gate gradient is zero and nothing flows further.
-template <bool kAccX, bool kAccG, typename T>
+template <bool kAccX, bool kAccG, bool kScaled, typename T>
 void backward_first_line(const BackwardLine<T>& l, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     put<kAccX>(l.gx + i, adjoint(l, i, n));
@@ -207,26 +372,27 @@ void backward_first_line(const BackwardLine<T>& l, int64_t n) {
       l.ga[i] = T(0);
       l.gb[i] = T(0);
       l.gc[i] = T(0);
+      if constexpr (kScaled) l.gt[i] = T(0);
     }
   }
 }
 
 // A row in place.
-template <bool kAccX, bool kAccG, typename T>
+template <bool kAccX, bool kAccG, bool kScaled, typename T>
 void backward_line(const BackwardLine<T>& l, int64_t n) {
   if (l.hp == nullptr) {
-    backward_first_line<kAccX, kAccG>(l, n);
+    backward_first_line<kAccX, kAccG, kScaled>(l, n);
     return;
   }
-  backward_edge<kAccX, kAccG>(l, 0, n);
+  backward_edge<kAccX, kAccG, kScaled>(l, 0, n);
   if (n == 1) return;
-  backward_span<kAccX, kAccG>(l, 1, n - 1);
-  backward_edge<kAccX, kAccG>(l, n - 1, n);
+  backward_span<kAccX, kAccG, kScaled>(l, 1, n - 1);
+  backward_edge<kAccX, kAccG, kScaled>(l, n - 1, n);
 }
 
 // A padded line. The zeroed gates a[0] and c[n-1] make every other output
 // exact; the two gradients of those dropped gates are restored afterwards.
-template <bool kAccX, bool kAccG, typename T>
+template <bool kAccX, bool kAccG, bool kScaled, typename T>
 void backward_line_padded(const BackwardLine<T>& l, int64_t n, int64_t n_vec) {
   if (l.hp == nullptr) {
     // The pads hold zeros, so the adjoint needs no edge tests.
@@ -236,13 +402,16 @@ void backward_line_padded(const BackwardLine<T>& l, int64_t n, int64_t n_vec) {
         l.ga[i] = T(0);
         l.gb[i] = T(0);
         l.gc[i] = T(0);
+        if constexpr (kScaled) l.gt[i] = T(0);
       }
     }
     return;
   }
+  // The dropped gates are zero in the tile, so t leaves them out; only their
+  // own gradient (written from the pads) is restored.
   const T ga_first = kAccG ? l.ga[0] : T(0);
   const T gc_last = kAccG ? l.gc[n - 1] : T(0);
-  backward_span<kAccX, kAccG>(l, 0, n_vec);
+  backward_span<kAccX, kAccG, kScaled>(l, 0, n_vec);
   l.ga[0] = ga_first;
   l.gc[n - 1] = gc_last;
 }
@@ -530,14 +699,14 @@ inline Ahead ahead_backward(int64_t ch, int64_t s, int64_t s0, int64_t s1, int64
 // Forward.
 
 template <typename T>
-int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels) {
-  // Horizontal: gate, x and h tiles, and each channel's last line of the
-  // previous tile. Vertical: two rows of h per channel for merge_max.
-  const int64_t lines = geo.horizontal ? 5 * tiling.tile + channels : 2 * channels;
+int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels, bool scaled) {
+  // Horizontal: gate (and gate scale), x and h tiles, and each channel's last
+  // line of the previous tile. Vertical: two rows of h per channel for merge_max.
+  const int64_t lines = geo.horizontal ? (scaled ? 6 : 5) * tiling.tile + channels : 2 * channels;
   return lines * padded_stride<T>(geo) + kPad<T>;
 }
 
-template <typename T>
+template <bool kScaled, typename T>
 void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
@@ -564,23 +733,27 @@ void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, co
             prefetch_line(in.a + row, n);
             prefetch_line(in.b + row, n);
             prefetch_line(in.c + row, n);
+            if constexpr (kScaled) prefetch_line(in.r + row, n);
           }
         }
         const int64_t off = geo.position(s) * w;
+        GateScale<T> scale;
+        if constexpr (kScaled) scale = {in.r + off, in.strength[ch]};
         if (in.merge_max) {
           T* row = ring(ch, s);
-          forward_line(x + off, in.a + off, in.b + off, in.c + off, s == 0 ? nullptr : ring(ch, s - 1), row, n);
+          forward_line<kScaled>(x + off, in.a + off, in.b + off, in.c + off, s == 0 ? nullptr : ring(ch, s - 1), row,
+                                n, scale);
           keep_larger(hc + off, row, n);
           continue;
         }
         const T* hp = s == 0 ? nullptr : hc + geo.position(s - 1) * w;
-        forward_line(x + off, in.a + off, in.b + off, in.c + off, hp, hc + off, n);
+        forward_line<kScaled>(x + off, in.a + off, in.b + off, in.c + off, hp, hc + off, n, scale);
       }
     }
   }
 }
 
-template <typename T>
+template <bool kScaled, typename T>
 void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling,
                         T* scratch) {
   const int64_t steps = geo.steps();
@@ -596,13 +769,15 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
   T* lc = lb + tile;
   T* lx = lc + tile;
   T* lh = lx + tile;
-  T* carry = lh + tile;  // channel k: h of the last line of its previous tile, at k * ls
-  zero_pads(la, 5 * tw + channels, ls, n);
+  T* lr = lh + tile;  // the gate scale's r, when scaled
+  T* carry = kScaled ? lr + tile : lr;  // channel k: h of the last line of its previous tile, at k * ls
+  zero_pads(la, (kScaled ? 6 : 5) * tw + channels, ls, n);
   for (int64_t s0 = 0; s0 < steps; s0 += tw) {
     const int64_t count = steps - s0 < tw ? steps - s0 : tw;
     gather_tile(in.a, geo, s0, count, la, ls);
     gather_tile(in.b, geo, s0, count, lb, ls);
     gather_tile(in.c, geo, s0, count, lc, ls);
+    if constexpr (kScaled) gather_tile(in.r, geo, s0, count, lr, ls);
     drop_edge_gates(la, lc, count, ls, n);
     for (int64_t ch = 0; ch < channels; ++ch) {
       gather_tile(in.x + ch * hw, geo, s0, count, lx, ls);
@@ -613,12 +788,15 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
         prefetch_tile(in.a, geo, tw, s0 + tw);
         prefetch_tile(in.b, geo, tw, s0 + tw);
         prefetch_tile(in.c, geo, tw, s0 + tw);
+        if constexpr (kScaled) prefetch_tile(in.r, geo, tw, s0 + tw);
       }
       T* last = carry + ch * ls;
       for (int64_t k = 0; k < count; ++k) {
         const T* hp = k > 0 ? lh + (k - 1) * ls : (s0 > 0 ? last : nullptr);
         const int64_t off = k * ls;
-        forward_line_padded(lx + off, la + off, lb + off, lc + off, hp, lh + off, n_vec);
+        GateScale<T> scale;
+        if constexpr (kScaled) scale = {lr + off, in.strength[ch]};
+        forward_line_padded<kScaled>(lx + off, la + off, lb + off, lc + off, hp, lh + off, n_vec, scale);
       }
       scatter_tile(lh, geo, s0, count, h + ch * hw, ls, in.merge_max);
       std::memcpy(last, lh + (count - 1) * ls, n * sizeof(T));
@@ -628,10 +806,11 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
 
 template <typename T>
 void forward(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
+  const bool scaled = in.r != nullptr;
   if (geo.horizontal) {
-    forward_horizontal(in, h, geo, tiling, scratch);
+    scaled ? forward_horizontal<true>(in, h, geo, tiling, scratch) : forward_horizontal<false>(in, h, geo, tiling, scratch);
   } else {
-    forward_vertical(in, h, geo, tiling, scratch);
+    scaled ? forward_vertical<true>(in, h, geo, tiling, scratch) : forward_vertical<false>(in, h, geo, tiling, scratch);
   }
 }
 
@@ -650,14 +829,25 @@ struct SendLines {
   T* operator()(int64_t channel, int set, int gate) const { return base + ((channel * 2 + set) * 3 + gate) * ls; }
 };
 
+// Send lines (6 per channel), the strength's share per channel (1 line each,
+// scaled gates only) and, horizontally, the tiles.
 template <typename T>
-int64_t backward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels) {
-  return (6 * channels + (geo.horizontal ? 10 * tiling.tile : 0)) * padded_stride<T>(geo) + kPad<T>;
+int64_t backward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels, bool scaled) {
+  const int64_t lines = (scaled ? 7 : 6) * channels + (geo.horizontal ? (scaled ? 12 : 10) * tiling.tile : 0);
+  return lines * padded_stride<T>(geo) + kPad<T>;
+}
+
+// The strength's share of channel ch: the sum of its line (n positions), in order.
+template <typename T>
+T line_sum(const T* line, int64_t n) {
+  T total = T(0);
+  for (int64_t i = 0; i < n; ++i) total += line[i];
+  return total;
 }
 
 // Runs lines [first, last] backwards of one channel; line k's operands come
 // from at(k). `cur` selects the send set being written and flips per line.
-template <bool kAccX, bool kAccG, bool kPadded, typename T, typename At>
+template <bool kAccX, bool kAccG, bool kPadded, bool kScaled, typename T, typename At>
 void backward_lines(const SendLines<T>& send, int64_t ch, int& cur, int64_t last, int64_t first, int64_t n,
                     At&& at) {
   const int64_t n_vec = padded_length<T>(n);
@@ -670,17 +860,17 @@ void backward_lines(const SendLines<T>& send, int64_t ch, int& cur, int64_t last
     line.cb = send(ch, cur, 1);
     line.cc = send(ch, cur, 2);
     if constexpr (kPadded) {
-      backward_line_padded<kAccX, kAccG>(line, n, n_vec);
+      backward_line_padded<kAccX, kAccG, kScaled>(line, n, n_vec);
     } else {
-      backward_line<kAccX, kAccG>(line, n);
+      backward_line<kAccX, kAccG, kScaled>(line, n);
     }
     cur = 1 - cur;
   }
 }
 
-template <typename T>
+template <bool kScaled, typename T>
 void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling& tiling,
-                       const SendLines<T>& send) {
+                       const SendLines<T>& send, T* shares) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
   const int64_t w = geo.width;
@@ -696,7 +886,7 @@ void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, cons
       // The gate rows of this block are written by the first channel (unless
       // the call adds to them) and added to by the others.
       with_flags(p.accumulate_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
-        backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, false>(
+        backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, false, kScaled>(
             send, ch, cur, s1 - 1, s0, n, [&](int64_t s) {
               const Ahead next = ahead_backward(ch, s, s0, s1, channels);
               if (next.step >= 0) {
@@ -710,23 +900,36 @@ void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, cons
                   prefetch_line(p.a + row, n);
                   prefetch_line(p.b + row, n);
                   prefetch_line(p.c + row, n);
+                  if constexpr (kScaled) {
+                    prefetch_line(p.r + row, n);
+                    prefetch_line(p.gt + row, n);
+                  }
                 }
               }
               const int64_t off = geo.position(s) * w;
               const T* hp = s == 0 ? nullptr : p.h + po + geo.position(s - 1) * w;
-              return BackwardLine<T>{
+              BackwardLine<T> line{
                   p.g + po + off, p.x + po + off, p.a + off, p.b + off, p.c + off, hp, nullptr, nullptr,
                   nullptr, p.gx + po + off, p.ga + off, p.gb + off, p.gc + off, nullptr, nullptr, nullptr};
+              if constexpr (kScaled) {
+                line.scale = {p.r + off, p.strength[ch]};
+                line.gt = p.gt + off;
+                line.gs = shares + ch * send.ls;
+              }
+              return line;
             });
       });
     }
     if ((s1 - s0) % 2 == 1) block_cur = 1 - block_cur;
   }
+  if constexpr (kScaled) {
+    for (int64_t ch = 0; ch < channels; ++ch) p.strength_share[ch] = line_sum(shares + ch * send.ls, n);
+  }
 }
 
-template <typename T>
+template <bool kScaled, typename T>
 void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling& tiling,
-                         const SendLines<T>& send, T* tiles) {
+                         const SendLines<T>& send, T* shares, T* tiles) {
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
   const int64_t hw = geo.plane_size();
@@ -744,7 +947,9 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
   T* lx = lg + tile;
   T* lh = lx + tile;  // line k: h of step s0 - 1 + k, the previous line of step s0 + k
   T* lgx = lh + tile;
-  zero_pads(la, 10 * tw, ls, n);
+  T* lr = lgx + tile;   // scaled gates: r, and the sum of t where the normalisation binds
+  T* lgt = lr + tile;
+  zero_pads(la, (kScaled ? 12 : 10) * tw, ls, n);
   // The h lines a tile needs start one step before it.
   auto gather_previous_h = [&](const T* h, int64_t s0, int64_t count) {
     if (s0 > 0) {
@@ -766,10 +971,12 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
     gather_tile(p.b, geo, s0, count, lb, ls);
     gather_tile(p.c, geo, s0, count, lc, ls);
     drop_edge_gates(la, lc, count, ls, n);
+    if constexpr (kScaled) gather_tile(p.r, geo, s0, count, lr, ls);
     if (p.accumulate_gates) {
       gather_tile(p.ga, geo, s0, count, lga, ls);
       gather_tile(p.gb, geo, s0, count, lgb, ls);
       gather_tile(p.gc, geo, s0, count, lgc, ls);
+      if constexpr (kScaled) gather_tile(p.gt, geo, s0, count, lgt, ls);
     }
     for (int64_t ch = 0; ch < channels; ++ch) {
       const int64_t po = ch * hw;
@@ -787,13 +994,19 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
       }
       int cur = tile_cur;
       with_flags(p.accumulate_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
-        backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, true>(
+        backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, true, kScaled>(
             send, ch, cur, count - 1, 0, n, [&](int64_t k) {
               const int64_t off = k * ls;
               const T* hp = s0 + k == 0 ? nullptr : lh + off;
-              return BackwardLine<T>{
+              BackwardLine<T> line{
                   lg + off, lx + off, la + off, lb + off, lc + off, hp, nullptr, nullptr, nullptr,
                   lgx + off, lga + off, lgb + off, lgc + off, nullptr, nullptr, nullptr};
+              if constexpr (kScaled) {
+                line.scale = {lr + off, p.strength[ch]};
+                line.gt = lgt + off;
+                line.gs = shares + ch * ls;
+              }
+              return line;
             });
       });
       scatter_tile(lgx, geo, s0, count, p.gx + po, ls);
@@ -801,7 +1014,11 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
     scatter_tile(lga, geo, s0, count, p.ga, ls);
     scatter_tile(lgb, geo, s0, count, p.gb, ls);
     scatter_tile(lgc, geo, s0, count, p.gc, ls);
+    if constexpr (kScaled) scatter_tile(lgt, geo, s0, count, p.gt, ls);
     if (count % 2 == 1) tile_cur = 1 - tile_cur;
+  }
+  if constexpr (kScaled) {
+    for (int64_t ch = 0; ch < channels; ++ch) p.strength_share[ch] = line_sum(shares + ch * ls, n);
   }
 }
 
@@ -809,13 +1026,19 @@ template <typename T>
 void backward(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling& tiling, T* scratch) {
   const int64_t ls = padded_stride<T>(geo);
   const SendLines<T> send{scratch + kPad<T>, ls};
-  // Nothing comes back to the last line, and the pads stay zero: start from zeros.
-  const int64_t send_size = 6 * p.channels * ls;
+  // Nothing comes back to the last line, and the pads stay zero: start from
+  // zeros (so do the strength's shares).
+  const bool scaled = p.r != nullptr;
+  const int64_t send_size = (scaled ? 7 : 6) * p.channels * ls;
   for (int64_t i = 0; i < send_size; ++i) scratch[i] = T(0);
-  if (geo.horizontal) {
-    backward_horizontal(p, geo, tiling, send, send.base + send_size);
+  T* shares = send.base + 6 * p.channels * ls;
+  T* tiles = send.base + send_size;
+  if (scaled) {
+    geo.horizontal ? backward_horizontal<true>(p, geo, tiling, send, shares, tiles)
+                   : backward_vertical<true>(p, geo, tiling, send, shares);
   } else {
-    backward_vertical(p, geo, tiling, send);
+    geo.horizontal ? backward_horizontal<false>(p, geo, tiling, send, shares, tiles)
+                   : backward_vertical<false>(p, geo, tiling, send, shares);
   }
 }
 

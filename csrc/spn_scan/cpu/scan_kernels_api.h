@@ -27,6 +27,10 @@ Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backwar
 // one set of gate planes: one plane with its own gates, or channels of one
 // batch item sharing theirs. With merge_max the output keeps the larger of its
 // value and the scan's (the max merge of spn_propagate) instead of the scan.
+//
+// With r (spn_propagate's strengths on shared gates) the gates are the raw
+// shared ones and channel k's are scaled by min(strength[k], r) per position,
+// r = 1 / (|a| + |b| + |c|): normalize(strength[k] (a, b, c)) without a copy.
 template <typename T>
 struct ScanInputs {
   const T* x;
@@ -35,6 +39,8 @@ struct ScanInputs {
   const T* c;
   int64_t channels = 1;
   bool merge_max = false;
+  const T* r = nullptr;
+  const T* strength = nullptr;  // one per channel of the call
 };
 
 // The backward operands of such a run: g, x, h and gx are planes like x; the
@@ -56,14 +62,23 @@ struct BackwardInputs {
   int64_t channels = 1;
   bool accumulate_x = false;
   bool accumulate_gates = false;
+  // With r (see ScanInputs) the gate gradient is that of the raw shared gates
+  // at each channel's factor, gt (like ga) gets the part the normalisation
+  // adds where it binds (mapped to the raw gates by the caller: minus sign(a)
+  // r^2 gt), and strength_share[k] = the gradient of channel k's strength.
+  const T* r = nullptr;
+  const T* strength = nullptr;
+  T* gt = nullptr;
+  T* strength_share = nullptr;
 };
 
 template <typename T>
 struct Kernels {
   // Elements of per-thread scratch a kernel call over `channels` planes needs.
-  int64_t (*forward_scratch)(const ScanGeometry&, const Tiling&, int64_t channels);
+  // (scaled: the call has r, see ScanInputs, which needs more.)
+  int64_t (*forward_scratch)(const ScanGeometry&, const Tiling&, int64_t channels, bool scaled);
   void (*forward)(const ScanInputs<T>& in, T* h, const ScanGeometry&, const Tiling&, T* scratch);
-  int64_t (*backward_scratch)(const ScanGeometry&, const Tiling&, int64_t channels);
+  int64_t (*backward_scratch)(const ScanGeometry&, const Tiling&, int64_t channels, bool scaled);
   void (*backward)(const BackwardInputs<T>& in, const ScanGeometry&, const Tiling&, T* scratch);
 
   // Element-wise pieces of the fused propagation, over n positions.

@@ -36,7 +36,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const Sc
   const auto layout = gate_layout(geo);
   const auto calls = cpu::channel_calls(geo.batch, geo.channels, geo.shared_gates);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels));
+    cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t first = calls.first(call);
@@ -81,7 +81,7 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
     return pd + (b * (parts.parts - 1) + part - 1) * gate_set;
   };
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling, calls.max_channels));
+    cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t part = calls.part(call);

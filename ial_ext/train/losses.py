@@ -58,10 +58,11 @@ class _LabelledNLL(torch.autograd.Function):
         chosen = scores.gather(1, index).squeeze(1)
         total = scores.sum(dim=1)
         probability = chosen / total
-        weight = (labelled & (probability >= eps)).to(scores.dtype) / labelled.sum()
+        count = labelled.sum()
+        weight = (labelled & (probability >= eps)).to(scores.dtype) / count
         ctx.save_for_backward(index, chosen, total, weight)
         ctx.num_classes = scores.shape[1]
-        return -(probability.clamp_min(eps).log() * labelled).sum() / labelled.sum()
+        return -(probability.clamp_min(eps).log() * labelled).sum() / count
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):

@@ -39,7 +39,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <array>
 #include <cstdint>
 
@@ -142,29 +141,15 @@ void normalize_planes(const cpu::Kernels<T>& k, const T* guidance, const Propaga
   }
 }
 
-template <typename T>
-inline T sign_of(T v) {
-  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
-}
-
-// r = 1 / (|a| + |b| + |c|) of the three raw gate planes at a (gate_stride
-// apart): infinite where all three are zero (every strength then passes).
-template <typename T>
-void inverse_magnitudes(const T* a, int64_t gate_stride, T* __restrict__ r, int64_t hw) {
-  const T* __restrict__ ga = a;
-  const T* __restrict__ gb = a + gate_stride;
-  const T* __restrict__ gc = a + 2 * gate_stride;
-  for (int64_t i = 0; i < hw; ++i) {
-    r[i] = T(1) / (std::abs(ga[i]) + std::abs(gb[i]) + std::abs(gc[i]));
-  }
-}
-
 // The four directions' r of batch item b's shared guidance, at d * hw.
 template <typename T>
-void inverse_magnitude_planes(const T* guidance, const PropagateGeometry& g, int64_t b, T* out) {
+void inverse_magnitude_planes(const cpu::Kernels<T>& k, const T* guidance, const PropagateGeometry& g, int64_t b,
+                              T* out) {
   const int64_t hw = g.scan.plane_size();
+  const int64_t gs = g.guidance.gate_stride;
   for (int64_t d = 0; d < kDirections; ++d) {
-    inverse_magnitudes(guidance + g.guidance.offset(b, 0, d), g.guidance.gate_stride, out + d * hw, hw);
+    const T* a = guidance + g.guidance.offset(b, 0, d);
+    k.inverse_magnitude(a, a + gs, a + 2 * gs, out + d * hw, hw);
   }
 }
 
@@ -177,26 +162,6 @@ cpu::ScanInputs<T> scaled_scan_inputs(const T* x, const T* guidance, const Propa
   const int64_t gs = g.guidance.gate_stride;
   return {x,        a, a + gs, a + 2 * gs, channels, merge_max, r + d * g.scan.plane_size(),
           strength.data + d * strength.channels + first};
-}
-
-// Where the normalisation binds the gates are g / |g|, whose gradient adds
-// -sign(g_j) sum_k g_k e_k / |g|^2 to every gate j: `bound` holds that sum
-// over the channels (t), `grad` the rest of the raw gates' gradient.
-template <typename T>
-void add_binding_gradient(const T* a, int64_t gate_stride, const T* __restrict__ bound, T* grad, int64_t hw) {
-  const T* __restrict__ ga = a;
-  const T* __restrict__ gb = a + gate_stride;
-  const T* __restrict__ gc = a + 2 * gate_stride;
-  T* __restrict__ da = grad;
-  T* __restrict__ db = grad + hw;
-  T* __restrict__ dc = grad + 2 * hw;
-  for (int64_t i = 0; i < hw; ++i) {
-    const T m = std::abs(ga[i]) + std::abs(gb[i]) + std::abs(gc[i]);
-    const T k = m > T(0) ? bound[i] / (m * m) : T(0);
-    da[i] -= sign_of(ga[i]) * k;
-    db[i] -= sign_of(gb[i]) * k;
-    dc[i] -= sign_of(gc[i]) * k;
-  }
 }
 
 // Direction d's gates among the normalised planes.
@@ -231,7 +196,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
       const int64_t last = first + calls.channels(call);
       if (shared_scaled) {
         const int64_t p = b * g.scan.channels + first;
-        inverse_magnitude_planes(gd, g, b, normalized);
+        inverse_magnitude_planes(s.kernels, gd, g, b, normalized);
         for (int64_t d = 0; d < kDirections; ++d) {
           s.kernels.forward(scaled_scan_inputs(xd + p * hw, gd, g, b, normalized, strength, d, first, last - first,
                                                d > 0),
@@ -326,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
       const int64_t last = first + calls.channels(call);
       // Shared: the normalised gates, or with strength the raw gates' r, once per call.
       if (shared_scaled) {
-        inverse_magnitude_planes(gd, g, b, normalized);
+        inverse_magnitude_planes(s.kernels, gd, g, b, normalized);
       } else if (shared) {
         normalize_planes(s.kernels, gd, g, b, first, normalized, strength, scaled_gates);
       }
@@ -421,7 +386,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
           for (int64_t part = 1; part < parts.parts; ++part) {
             s.kernels.add(bound, binding_buffer(b, part) + d * hw, hw);
           }
-          add_binding_gradient(a, hw, bound, ga, hw);
+          s.kernels.binding_backward(a, a + hw, a + 2 * hw, bound, ga, ga + hw, ga + 2 * hw, hw);
         }
       }
     });

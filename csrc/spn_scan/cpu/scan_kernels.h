@@ -222,44 +222,11 @@ inline void backward_edge(const BackwardLine<T>& l, int64_t i, int64_t n) {
   l.cc[i] = c * q;
 }
 
-// Positions [begin, end) with every gate present. Parameters (not struct
-// members) carry __restrict__ so the compiler vectorises the loop.
-template <bool kAccX, bool kAccG, typename T>
-void backward_span(
-    int64_t begin,
-    int64_t end,
-    const T* __restrict__ g,
-    const T* __restrict__ x,
-    const T* __restrict__ a,
-    const T* __restrict__ b,
-    const T* __restrict__ c,
-    const T* __restrict__ hp,
-    const T* __restrict__ na,
-    const T* __restrict__ nb,
-    const T* __restrict__ nc,
-    T* __restrict__ gx,
-    T* __restrict__ ga,
-    T* __restrict__ gb,
-    T* __restrict__ gc,
-    T* __restrict__ ca,
-    T* __restrict__ cb,
-    T* __restrict__ cc) {
-  for (int64_t i = begin; i < end; ++i) {
-    const T q = g[i] + na[i + 1] + nb[i] + nc[i - 1];
-    const T xv = x[i];
-    put<kAccX>(gx + i, (T(1) - a[i] - b[i] - c[i]) * q);
-    put<kAccG>(ga + i, q * (hp[i - 1] - xv));
-    put<kAccG>(gb + i, q * (hp[i] - xv));
-    put<kAccG>(gc + i, q * (hp[i + 1] - xv));
-    ca[i] = a[i] * q;
-    cb[i] = b[i] * q;
-    cc[i] = c[i] * q;
-  }
-}
-
-// The same with scaled gates (see BackwardLine).
-template <bool kAccX, bool kAccG, typename T>
-void backward_span_scaled(
+// Positions [begin, end) with every gate present; scaled, also r, s, gt and gs
+// (see BackwardLine). Parameters (not struct members) carry __restrict__ so the
+// compiler vectorises the loops.
+template <bool kAccX, bool kAccG, bool kScaled, typename T>
+void backward_span_loop(
     int64_t begin,
     int64_t end,
     const T* __restrict__ g,
@@ -282,6 +249,20 @@ void backward_span_scaled(
     T s,
     T* __restrict__ gt,
     T* __restrict__ gs) {
+  if constexpr (!kScaled) {
+    for (int64_t i = begin; i < end; ++i) {
+      const T q = g[i] + na[i + 1] + nb[i] + nc[i - 1];
+      const T xv = x[i];
+      put<kAccX>(gx + i, (T(1) - a[i] - b[i] - c[i]) * q);
+      put<kAccG>(ga + i, q * (hp[i - 1] - xv));
+      put<kAccG>(gb + i, q * (hp[i] - xv));
+      put<kAccG>(gc + i, q * (hp[i + 1] - xv));
+      ca[i] = a[i] * q;
+      cb[i] = b[i] * q;
+      cc[i] = c[i] * q;
+    }
+    return;
+  }
   int64_t i = begin;
 #ifdef IAL_CPU_AVX2
   // GCC does not vectorise this loop (it keeps a branch for the binding test).
@@ -354,13 +335,8 @@ void backward_span_scaled(
 
 template <bool kAccX, bool kAccG, bool kScaled, typename T>
 void backward_span(const BackwardLine<T>& l, int64_t begin, int64_t end) {
-  if constexpr (kScaled) {
-    backward_span_scaled<kAccX, kAccG>(begin, end, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga,
-                                       l.gb, l.gc, l.ca, l.cb, l.cc, l.scale.r, l.scale.s, l.gt, l.gs);
-  } else {
-    backward_span<kAccX, kAccG>(
-        begin, end, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga, l.gb, l.gc, l.ca, l.cb, l.cc);
-  }
+  backward_span_loop<kAccX, kAccG, kScaled>(begin, end, l.g, l.x, l.a, l.b, l.c, l.hp, l.na, l.nb, l.nc, l.gx, l.ga,
+                                            l.gb, l.gc, l.ca, l.cb, l.cc, l.scale.r, l.scale.s, l.gt, l.gs);
 }
 
 // First line: h = x, so every gate gradient is zero and nothing flows further.
@@ -1148,6 +1124,33 @@ void normalize_backward(
   }
 }
 
+// r = 1 / (|a| + |b| + |c|), the bound of scaled gates (see GateScale);
+// infinite where all three are zero, so every strength passes there.
+template <typename T>
+void inverse_magnitude(
+    const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ c, T* __restrict__ r, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    r[i] = T(1) / (magnitude(a[i]) + magnitude(b[i]) + magnitude(c[i]));
+  }
+}
+
+// Where the normalisation of scaled gates binds they are g / |g|, whose
+// gradient adds -sign(g_j) sum_k g_k e_k / |g|^2 to every gate j: `bound`
+// holds that sum (over the channels, gt of the backward), (ga, gb, gc) the rest
+// of the raw gates' gradient, completed in place.
+template <typename T>
+void binding_backward(
+    const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ c, const T* __restrict__ bound,
+    T* __restrict__ ga, T* __restrict__ gb, T* __restrict__ gc, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T m = magnitude(a[i]) + magnitude(b[i]) + magnitude(c[i]);
+    const T k = m > T(0) ? bound[i] / (m * m) : T(0);
+    ga[i] -= sign(a[i]) * k;
+    gb[i] -= sign(b[i]) * k;
+    gc[i] -= sign(c[i]) * k;
+  }
+}
+
 // Which of the four scans is the first to reach their maximum (torch.max(dim)
 // routes the gradient to the first index of a tie), as 0..3. The running
 // argmax is kept in T so that the loop vectorises.
@@ -1197,6 +1200,8 @@ Kernels<T> make_kernels() {
   k.backward = &backward<T>;
   k.normalize = &normalize<T>;
   k.normalize_backward = &normalize_backward<T>;
+  k.inverse_magnitude = &inverse_magnitude<T>;
+  k.binding_backward = &binding_backward<T>;
   k.first_max = &first_max<T>;
   k.route = &route<T>;
   k.add = &add<T>;

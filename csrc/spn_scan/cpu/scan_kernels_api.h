@@ -86,6 +86,11 @@ struct Kernels {
   void (*normalize)(const T* a, const T* b, const T* c, T* na, T* nb, T* nc, int64_t n);
   // In place: the gradient (ga, gb, gc) of the normalised gates becomes that of the raw ones.
   void (*normalize_backward)(const T* a, const T* b, const T* c, T* ga, T* gb, T* gc, int64_t n);
+  // r = 1 / (|a| + |b| + |c|), the bound of scaled gates (ScanInputs::r).
+  void (*inverse_magnitude)(const T* a, const T* b, const T* c, T* r, int64_t n);
+  // In place: the raw gates' gradient (ga, gb, gc) of scaled gates gets the
+  // normalisation's term where it binds, from the backward's gt (`bound`).
+  void (*binding_backward)(const T* a, const T* b, const T* c, const T* bound, T* ga, T* gb, T* gc, int64_t n);
   // which = the first of h[0..3] to reach their maximum (0..3), as torch.max(dim) picks.
   void (*first_max)(const T* const* h, uint8_t* which, int64_t n);
   // out = grad where which == direction, else 0.

@@ -102,7 +102,7 @@ def test_aten_cpu_capability_default_forces_the_portable_kernels():
     kernels give the results of the SIMD ones (to rounding)."""
     script = """
         import torch, ial_ext
-        from ial_ext.ops import spn_propagate, spn_scan, superpixel_pool, superpixel_unpool
+        from ial_ext.ops import similarity_gates, spn_propagate, spn_scan, superpixel_pool, superpixel_unpool
         g = torch.Generator().manual_seed(0)
         x = torch.randn(2, 9, 37, 41, generator=g)
         gates = torch.rand(2, 27, 37, 41, generator=g) / 3
@@ -120,6 +120,10 @@ def test_aten_cpu_capability_default_forces_the_portable_kernels():
         strength = 0.5 + torch.rand(4, 5, generator=g)
         outs += [spn_propagate(wide, guidance, strength),
                  *torch.ops.ial.spn_propagate_backward(grad, wide, guidance, strength)]
+        logits, embedding = torch.randn(1, 12, 19, 200, generator=g), torch.randn(1, 5, 19, 200, generator=g)
+        grad_gates = torch.randn(1, 12, 19, 200, generator=g)
+        outs += [similarity_gates(logits, embedding, 1 / 3),
+                 *torch.ops.ial.similarity_gates_backward(grad_gates, logits, embedding, 1 / 3)]
         outs.append(superpixel_pool(x, labels, 30))
         outs.append(superpixel_unpool(torch.randn(2, 30, 9, generator=g), labels))
         torch.save(outs, "{path}")

@@ -15,9 +15,8 @@ from ial_ext.models import (
     build_backbone,
     build_model,
 )
+from ial_ext.models.pointwise import PointwiseConv2d, pointwise_heads
 
-from ial_ext.models.pairwise import neighbour_affinities
-from ial_ext.nn.spatial_propagation import NEIGHBOUR_OFFSETS
 
 NUM_CLASSES = 4
 ODD_SIZE = (37, 53)
@@ -367,35 +366,22 @@ def test_similarity_gates_stop_at_image_edges(gate_layout, maps):
     assert (flat > 0.3).all() and (flat <= 1 / 3).all()  # inside a region: strong propagation
 
 
-@pytest.mark.parametrize("size", [(1, 1), (2, 3), (5, 7), (9, 4)])
-def test_neighbour_affinities_are_those_of_every_link(size):
-    # The definition, one slice of the replicate-padded embedding per (direction, gate).
-    h, w = size
-    embedding = torch.randn(2, 5, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(h * w))
-    padded = F.pad(embedding, (1, 1, 1, 1), mode="replicate")
-    expected = torch.cat([
-        torch.exp(-(embedding - padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]).square().sum(1, keepdim=True))
-        for offsets in NEIGHBOUR_OFFSETS for dy, dx in offsets
-    ], dim=1)
-    torch.testing.assert_close(neighbour_affinities(embedding), expected, rtol=1e-14, atol=0)
-
-
-@pytest.mark.parametrize("size", [(1, 1), (2, 3), (5, 7), (9, 4)])
-def test_neighbour_affinities_gradient_is_that_of_the_definition(size):
-    # The training path's own backward against autograd through the 12 slices of the definition.
-    h, w = size
-    generator = torch.Generator().manual_seed(h + 7 * w)
-    embedding = torch.randn(2, 5, h, w, dtype=torch.float64, generator=generator, requires_grad=True)
-    weights = torch.randn(2, 12, h, w, dtype=torch.float64, generator=generator)
-    padded = F.pad(embedding, (1, 1, 1, 1), mode="replicate")
-    definition = torch.cat([
-        torch.exp(-(embedding - padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]).square().sum(1, keepdim=True))
-        for offsets in NEIGHBOUR_OFFSETS for dy, dx in offsets
-    ], dim=1)
-    expected, = torch.autograd.grad((definition * weights).sum(), embedding)
-    grad, = torch.autograd.grad((neighbour_affinities(embedding) * weights).sum(), embedding)
-    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-14)
-    assert torch.autograd.gradcheck(neighbour_affinities, (embedding,))
+def test_pointwise_heads_are_the_convolutions_they_replace():
+    # The guidance CNN's 1x1 heads as batched products, their input gradient in one buffer.
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, generator=generator, requires_grad=True)
+    heads = [PointwiseConv2d(6, 4).double(), PointwiseConv2d(6, 3).double()]
+    outputs = pointwise_heads(x, *heads)
+    expected = [F.conv2d(x, head.weight, head.bias) for head in heads]
+    weights = [torch.randn_like(out) for out in expected]
+    parameters = [x] + [p for head in heads for p in head.parameters()]
+    got = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outputs, weights)), parameters)
+    want = torch.autograd.grad(sum((o * w).sum() for o, w in zip(expected, weights)), parameters)
+    for out, reference in zip([*outputs, heads[0](x)], expected + expected[:1]):
+        torch.testing.assert_close(out, reference, rtol=1e-14, atol=1e-14)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda x, *p: torch.cat(pointwise_heads(x, *heads), 1), (x,))
 
 
 @pytest.mark.parametrize("gate_mode, gate_layout", GATE_SETTINGS)

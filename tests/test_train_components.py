@@ -19,7 +19,7 @@ from ial_ext.train.metrics import ConfusionMatrix, affinity_energy
 from ial_ext.train.optim import poly_learning_rate
 from ial_ext.train.report import format_table, table_row
 from ial_ext.train.seeds import IGNORE_INDEX, seeds_from_cams
-from ial_ext.train.segmenter import mask_absent_classes
+from ial_ext.train.segmenter import mask_absent_classes, unary_probabilities
 
 from tests.fit_helpers import FirstCheckpointRecorder
 
@@ -91,6 +91,23 @@ def test_losses_ignore_unknown_and_mask_absent_classes():
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_unary_probabilities_without_autograd_are_the_same_bits_as_with_it(dtype):
+    # Without autograd the mask and the softmax overwrite the logits in place.
+    generator = torch.Generator().manual_seed(2)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1).to(dtype)
+    images = torch.randn(3, 3, 17, 23, generator=generator, dtype=dtype)
+    class_labels = torch.tensor([[1.0, 0, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 1]])
+    with_autograd = unary_probabilities(conv, images, class_labels)
+    assert with_autograd.requires_grad
+    with torch.no_grad():
+        in_place = unary_probabilities(conv, images, class_labels)
+        unmasked = unary_probabilities(conv, images)
+    assert torch.equal(in_place, with_autograd.detach())
+    assert torch.equal(unmasked, conv(images).detach().softmax(dim=1))
+    assert bool((in_place[0, 1] == 0).all()) and bool((in_place[2, 1:4] == 0).all())
+
+
 def test_refined_map_loss_is_the_nll_of_the_renormalised_map_at_the_labelled_pixels():
     generator = torch.Generator().manual_seed(0)
     scores = (torch.rand(2, 4, 5, 6, generator=generator, dtype=torch.float64) + 1e-7).requires_grad_()
@@ -106,6 +123,28 @@ def test_refined_map_loss_is_the_nll_of_the_renormalised_map_at_the_labelled_pix
     grad, = torch.autograd.grad(loss, scores)
     torch.testing.assert_close(loss, whole_map, rtol=1e-12, atol=0)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_refined_map_loss_floors_the_scores_as_the_whole_map_would():
+    generator = torch.Generator().manual_seed(1)
+    floor = 0.05
+    # Scores of a merged propagation: some under the floor, some negative (direct gates).
+    scores = (torch.rand(2, 4, 5, 6, generator=generator, dtype=torch.float64) * 0.6 - 0.1).requires_grad_()
+    target = torch.randint(0, 4, (2, 5, 6), generator=generator)
+    target[1, :, :3] = IGNORE_INDEX
+    labelled = target != IGNORE_INDEX
+    chosen = scores.detach().gather(1, target.clamp_max(3).unsqueeze(1)).squeeze(1)
+    assert bool((chosen[labelled] <= floor).any()) and bool((chosen[labelled] > floor).any())
+    floored = torch.where(scores > floor, scores, floor)
+    whole_map = torch.nn.functional.nll_loss(
+        (floored / floored.sum(dim=1, keepdim=True)).clamp_min(1e-6).log(), target, ignore_index=IGNORE_INDEX
+    )
+    loss = refined_map_loss(scores, target, floor=floor)
+    expected_grad, = torch.autograd.grad(whole_map, scores)
+    grad, = torch.autograd.grad(loss, scores)
+    torch.testing.assert_close(loss, whole_map, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-14)
+    assert bool((grad[scores <= floor] == 0).all())
 
 
 def test_poly_schedule_is_equation_10():

@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import SpatialPropagation
+from ..ops import similarity_gates
 from ..nn.spatial_propagation import GATES_PER_DIRECTION, NUM_DIRECTIONS
-from .affinities import neighbour_affinities
 from .layers import ConvNormAct
+from .pointwise import PointwiseConv2d, pointwise_heads
 from .spec import RebuildableNetwork, check_num_classes
 # Initial gates: b (the straight neighbour) starts at 0.1 and a, c at 0, plus
 # small noise from the conv weights (std ~0.01-0.05 per gate). Each directional
@@ -111,9 +112,9 @@ class PairwiseNetwork(RebuildableNetwork):
         # Gate maps per direction and neighbour: one, or one per class.
         self.gate_channels = 1 if gate_layout == "shared" else num_classes
         self.features = GuidanceNetwork(width)
-        self.gates = nn.Conv2d(width, NUM_DIRECTIONS * GATES_PER_DIRECTION * self.gate_channels, 1)
+        self.gates = PointwiseConv2d(width, NUM_DIRECTIONS * GATES_PER_DIRECTION * self.gate_channels)
         if gate_mode == "similarity":
-            self.embedding = nn.Conv2d(width, EMBEDDING_CHANNELS, 1)
+            self.embedding = PointwiseConv2d(width, EMBEDDING_CHANNELS)
             nn.init.zeros_(self.embedding.weight)  # at first the gates see the image's colours only
             nn.init.zeros_(self.embedding.bias)
         self.propagation = SpatialPropagation()
@@ -147,28 +148,26 @@ class PairwiseNetwork(RebuildableNetwork):
         from the first iteration, and training shapes which edges matter.
         """
         features = self.features(images)
-        gates = self.gates(features)
         if self.gate_mode == "direct":
-            return gates
-        b, _, h, w = gates.shape
-        embedding = torch.cat([images, self.embedding(features)], dim=1)
-        affinity = neighbour_affinities(embedding).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, 1, h, w)
-        modulation = torch.sigmoid(gates).view(b, NUM_DIRECTIONS, GATES_PER_DIRECTION, self.gate_channels, h, w)
-        return (affinity * modulation).div_(GATES_PER_DIRECTION).view(b, -1, h, w)
+            return self.gates(features)
+        logits, embedding = pointwise_heads(features, self.gates, self.embedding)
+        return similarity_gates(logits, torch.cat([images, embedding], dim=1), 1 / GATES_PER_DIRECTION)
 
     def propagate(self, unary_probabilities: Tensor, guidance: Tensor) -> Tensor:
-        """SPN on (B, C, H, W) probabilities, max over 4 directions, renormalised over classes."""
+        """SPN on (B, C, H, W) probabilities, max over 4 directions, floored at
+        PROBABILITY_FLOOR and renormalised over classes."""
         merged = self.merged_scores(unary_probabilities, guidance)
-        return merged / merged.sum(dim=1, keepdim=True)
+        # where() keeps a boolean mask for the backward, clamp_min would keep the whole map.
+        floored = torch.where(merged > PROBABILITY_FLOOR, merged, PROBABILITY_FLOOR)
+        return floored / floored.sum(dim=1, keepdim=True)
 
     def merged_scores(self, unary_probabilities: Tensor, guidance: Tensor) -> Tensor:
-        """`propagate` before its renormalisation: the max of the four scans, floored. Four
-        scans merged by max need not sum to 1 over the classes, and the log of the
-        renormalised map is taken in training (which needs it only at the labelled pixels)."""
+        """`propagate` before its floor and renormalisation: the max of the four scans. Four
+        scans merged by max need not sum to 1 over the classes, and in training eq. 7 floors
+        and renormalises them at the labelled pixels only
+        (refined_map_loss(..., floor=PROBABILITY_FLOOR))."""
         strength = None if self.log_strength is None else self.log_strength.exp().to(unary_probabilities.dtype)
-        merged = self.propagation(unary_probabilities, guidance, strength)
-        # where() keeps a boolean mask for the backward, clamp_min would keep the whole map.
-        return torch.where(merged > PROBABILITY_FLOOR, merged, PROBABILITY_FLOOR)
+        return self.propagation(unary_probabilities, guidance, strength)
 
     def forward(self, images: Tensor, unary_probabilities: Tensor) -> Tensor:
         return self.propagate(unary_probabilities, self.guidance(images))

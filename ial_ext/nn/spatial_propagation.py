@@ -5,25 +5,14 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..ops.gate_normalization import GATES_PER_DIRECTION, NUM_DIRECTIONS, normalize_gates, normalize_guidance
+from ..ops.export_mode import exporting
+from ..ops.gate_normalization import (
+    GATES_PER_DIRECTION, NEIGHBOUR_OFFSETS, NUM_DIRECTIONS, normalize_gates, normalize_guidance,
+)
 from ..ops.spn_propagate import scale_guidance, spn_propagate
 from ..ops.spn_scan import spn_scan
 
-__all__ = ["NEIGHBOUR_OFFSETS", "SpatialPropagation", "normalize_gates", "normalize_guidance"]
-
-# (row, column) offset of the neighbour each gate a, b, c links to, per scan direction:
-# left->right, right->left, top->bottom, bottom->top (DESIGN.md, op 1).
-NEIGHBOUR_OFFSETS = (
-    ((-1, -1), (0, -1), (1, -1)),
-    ((-1, 1), (0, 1), (1, 1)),
-    ((-1, -1), (-1, 0), (-1, 1)),
-    ((1, -1), (1, 0), (1, 1)),
-)
-
-
-def exporting() -> bool:
-    """Whether a model is being traced for export (torch.export or torch.onnx.export)."""
-    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+__all__ = ["NEIGHBOUR_OFFSETS", "SpatialPropagation", "exporting", "normalize_gates", "normalize_guidance"]
 
 
 class SpatialPropagation(nn.Module):

@@ -2,6 +2,8 @@
 from . import autocast  # noqa: F401  (registers the ops' autocast policy)
 from .gate_normalization import normalize_gates, normalize_guidance
 from .spn_propagate import spn_propagate
+from .similarity_gates import similarity_gates
+from .similarity_gates_reference import similarity_gates_reference
 from .spn_propagate_reference import spn_propagate_reference
 from .spn_scan import spn_scan
 from .spn_scan_reference import spn_scan_reference
@@ -11,6 +13,8 @@ from .superpixel_pool_reference import superpixel_pool_reference, superpixel_unp
 __all__ = [
     "normalize_gates",
     "normalize_guidance",
+    "similarity_gates",
+    "similarity_gates_reference",
     "spn_propagate",
     "spn_propagate_reference",
     "spn_scan",

@@ -10,6 +10,14 @@ from torch import Tensor
 
 NUM_DIRECTIONS = 4
 GATES_PER_DIRECTION = 3
+# (row, column) offset of the neighbour each gate a, b, c links to, per scan direction:
+# left->right, right->left, top->bottom, bottom->top (DESIGN.md, op 1).
+NEIGHBOUR_OFFSETS = (
+    ((-1, -1), (0, -1), (1, -1)),
+    ((-1, 1), (0, 1), (1, 1)),
+    ((-1, -1), (-1, 0), (-1, 1)),
+    ((1, -1), (1, 0), (1, 1)),
+)
 
 
 def normalize_gates(gates: Tensor) -> Tensor:

@@ -1,6 +1,8 @@
 """Training objectives of the four networks."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -46,41 +48,59 @@ def class_weights_from_counts(counts: Tensor, power: float = 1.0) -> Tensor:
     return torch.where(present, weights, torch.ones_like(frequency)).float()
 
 
+def _floored_sum_over_classes(scores: Tensor, floor: float) -> Tensor:
+    """max(scores, floor).sum(dim=1) one class plane at a time: no floored copy of the map."""
+    total = scores[:, 0].clamp_min(floor)
+    plane = torch.empty_like(total)
+    for c in range(1, scores.shape[1]):
+        total += torch.clamp_min(scores[:, c], floor, out=plane)
+    return total
+
+
 class _LabelledNLL(torch.autograd.Function):
-    """-mean log(scores[target] / scores.sum over classes) over the labelled pixels, each
-    quotient floored at eps. Saves only per-pixel numbers (B, H, W): its gradient,
-    w (1 / sum - [c = target] / scores[target]), is written in one pass."""
+    """-mean log(f[target] / f.sum over classes) over the labelled pixels, f = max(scores,
+    floor), each quotient floored at eps. Saves per-pixel numbers (B, H, W) and, with a floor,
+    where the scores are at it (a boolean map): its gradient, w (1 / sum - [c = target] /
+    f[target]) where the scores are above the floor, is written in one pass."""
 
     @staticmethod
-    def forward(ctx, scores: Tensor, target: Tensor, eps: float):
+    def forward(ctx, scores: Tensor, target: Tensor, floor: Optional[float], eps: float):
         labelled = target != IGNORE_INDEX
         index = torch.where(labelled, target, 0).unsqueeze(1)
         chosen = scores.gather(1, index).squeeze(1)
-        total = scores.sum(dim=1)
+        if floor is None:
+            at_floor = None
+            total = scores.sum(dim=1)
+        else:
+            at_floor = scores <= floor
+            chosen = chosen.clamp_min(floor)
+            total = _floored_sum_over_classes(scores, floor)
         probability = chosen / total
         count = labelled.sum()
         weight = (labelled & (probability >= eps)).to(scores.dtype) / count
-        ctx.save_for_backward(index, chosen, total, weight)
+        ctx.save_for_backward(index, chosen, total, weight, at_floor)
         ctx.num_classes = scores.shape[1]
         return -(probability.clamp_min(eps).log() * labelled).sum() / count
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
-        index, chosen, total, weight = ctx.saved_tensors
+        index, chosen, total, weight, at_floor = ctx.saved_tensors
         weight = weight * grad_loss
         grad = (weight / total).unsqueeze(1).expand(-1, ctx.num_classes, -1, -1).contiguous()
         grad.scatter_add_(1, index, -(weight / chosen).unsqueeze(1))
-        return grad, None, None
+        if at_floor is not None:
+            grad.masked_fill_(at_floor, 0)
+        return grad, None, None, None
 
 
-def refined_map_loss(scores: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
-    """eq. (7): -Y^T log alpha_p, alpha_p = scores / scores.sum over the classes (the pairwise
-    output renormalised; a probability map passes through unchanged), the mean over the
-    labelled pixels. Only their quotient and log are computed: no (B, C, H, W) log, quotient
-    or saved copy of the scores."""
+def refined_map_loss(scores: Tensor, target: Tensor, floor: Optional[float] = None, eps: float = 1e-6) -> Tensor:
+    """eq. (7): -Y^T log alpha_p, alpha_p = f / f.sum over the classes with f = max(scores,
+    floor) (the pairwise output floored and renormalised; a probability map passes through
+    unchanged), the mean over the labelled pixels. Only their quotient and log are computed:
+    no (B, C, H, W) floored map, log, quotient or saved copy of the scores."""
     if not bool((target != IGNORE_INDEX).any()):
         return scores.sum() * 0
-    return _LabelledNLL.apply(scores, target, eps)
+    return _LabelledNLL.apply(scores, target, floor, eps)
 
 
 def region_classification_loss(logits: Tensor, region_labels: Tensor) -> Tensor:

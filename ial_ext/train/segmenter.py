@@ -18,17 +18,33 @@ from .seeds import IGNORE_INDEX
 
 def mask_absent_classes(logits: Tensor, class_labels: Tensor) -> Tensor:
     """Classes absent from an image's label set can never be predicted for it (the weak label)."""
-    present = class_labels[:, :, None, None] > 0
-    return logits.masked_fill(~present, torch.finfo(logits.dtype).min)
+    return logits.masked_fill(_absent(class_labels), torch.finfo(logits.dtype).min)
 
 
 def unary_probabilities(unary: nn.Module, images: Tensor, class_labels: Optional[Tensor] = None) -> Tensor:
     """alpha_u (B, C, H, W): softmax of f's logits (or log-probabilities, as MultiScaleUnary
     returns); with class_labels (B, C) multi-hot, absent classes get probability 0."""
     logits = unary(images)
+    if _may_overwrite(logits):
+        if class_labels is not None:
+            logits.masked_fill_(_absent(class_labels), torch.finfo(logits.dtype).min)
+        return torch.ops.aten._softmax.out(logits, 1, False, out=logits)
     if class_labels is not None:
         logits = mask_absent_classes(logits, class_labels)
     return logits.softmax(dim=1)
+
+
+def _may_overwrite(logits: Tensor) -> bool:
+    """Whether unary_probabilities masks and normalises the logits in place: on the CPU
+    without autograd, where the network's output is this call's own and every full-size map
+    is a fresh allocation whose pages the OS clears (two of them saved; the values are the
+    same bits, tests/test_train_components.py)."""
+    return (not torch.is_grad_enabled() and logits.device.type == "cpu"
+            and logits.dtype in (torch.float32, torch.float64))
+
+
+def _absent(class_labels: Tensor) -> Tensor:
+    return ~(class_labels[:, :, None, None] > 0)
 
 
 class Segmenter(nn.Module):

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ...models import PairwiseNetwork
+from ...models.pairwise import PROBABILITY_FLOOR
 from ...nn import RegionSmoothnessLoss, normalize_guidance
 from ..config import Config
 from ..fit import FitCheckpoints, fit
@@ -21,8 +22,8 @@ from ..views import TrainingView
 
 
 class PairwiseWithGates(nn.Module):
-    """g's forward for training: its merged scores before the renormalisation over classes
-    (which eq. 7 applies at the labelled pixels only) and its gates, so that DDP sees one
+    """g's forward for training: its merged scores before the floor and the renormalisation
+    over classes (which eq. 7 applies at the labelled pixels only) and its gates, so that DDP sees one
     forward for both losses."""
 
     def __init__(self, pairwise: PairwiseNetwork):
@@ -44,7 +45,7 @@ def pairwise_loss(
     with torch.no_grad():
         alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
     scores, guidance = model(batch["image"], alpha_u)
-    loss = refined_map_loss(scores, batch["target"])
+    loss = refined_map_loss(scores, batch["target"], floor=PROBABILITY_FLOOR)
     if smoothness is not None:
         segments = batch["segments"]
         num_segments = int(segments.max()) + 1

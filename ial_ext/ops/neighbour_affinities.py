@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..nn.spatial_propagation import NEIGHBOUR_OFFSETS, exporting
+from .export_mode import exporting
+from .gate_normalization import NEIGHBOUR_OFFSETS
 
 PAIR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
 

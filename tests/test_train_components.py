@@ -106,6 +106,11 @@ def test_unary_probabilities_without_autograd_are_the_same_bits_as_with_it(dtype
     assert torch.equal(in_place, with_autograd.detach())
     assert torch.equal(unmasked, conv(images).detach().softmax(dim=1))
     assert bool((in_place[0, 1] == 0).all()) and bool((in_place[2, 1:4] == 0).all())
+    channels_last = conv.to(memory_format=torch.channels_last)
+    with torch.no_grad():  # its logits are channels-last: normalised out of place
+        from_channels_last = unary_probabilities(channels_last, images.contiguous(memory_format=torch.channels_last),
+                                                 class_labels)
+    torch.testing.assert_close(from_channels_last, in_place, rtol=1e-5, atol=1e-6)
 
 
 def test_refined_map_loss_is_the_nll_of_the_renormalised_map_at_the_labelled_pixels():

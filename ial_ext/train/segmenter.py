@@ -38,8 +38,9 @@ def _may_overwrite(logits: Tensor) -> bool:
     """Whether unary_probabilities masks and normalises the logits in place: on the CPU
     without autograd, where the network's output is this call's own and every full-size map
     is a fresh allocation whose pages the OS clears (two of them saved; the values are the
-    same bits, tests/test_train_components.py)."""
-    return (not torch.is_grad_enabled() and logits.device.type == "cpu"
+    same bits, tests/test_train_components.py). Only for contiguous (B, C, H, W) logits:
+    ATen's in-place softmax over the channels of a channels-last map is wrong."""
+    return (not torch.is_grad_enabled() and logits.device.type == "cpu" and logits.is_contiguous()
             and logits.dtype in (torch.float32, torch.float64))
 
 

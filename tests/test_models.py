@@ -16,6 +16,7 @@ from ial_ext.models import (
     build_model,
 )
 from ial_ext.models.pointwise import PointwiseConv2d, pointwise_heads
+from ial_ext.nn import normalize_guidance
 
 
 NUM_CLASSES = 4
@@ -364,6 +365,18 @@ def test_similarity_gates_stop_at_image_edges(gate_layout, maps):
     assert (straight_left_to_right[..., 5] < 1e-4).all()  # across the edge
     flat = torch.cat([straight_left_to_right[..., 1:5], straight_left_to_right[..., 6:]], dim=-1)
     assert (flat > 0.3).all() and (flat <= 1 / 3).all()  # inside a region: strong propagation
+
+
+@pytest.mark.parametrize("gate_mode", ["similarity", "direct"])
+def test_normalized_guidance_is_normalize_guidance(gate_mode):
+    network = PairwiseNetwork(NUM_CLASSES, width=8, gate_mode=gate_mode)
+    with torch.no_grad():  # saturated modulations and strong direct gates
+        network.gates.weight.normal_(std=10.0)
+    guidance = network.guidance(torch.randn(2, 3, *ODD_SIZE))
+    normalized = network.normalized_guidance(guidance)
+    torch.testing.assert_close(normalized, normalize_guidance(guidance), rtol=1e-6, atol=0)
+    if gate_mode == "direct":
+        assert not torch.equal(normalized, guidance)
 
 
 def test_pointwise_heads_are_the_convolutions_they_replace():

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nn import SpatialPropagation
+from ..nn import SpatialPropagation, normalize_guidance
 from ..ops import similarity_gates
 from ..nn.spatial_propagation import GATES_PER_DIRECTION, NUM_DIRECTIONS
 from .layers import ConvNormAct
@@ -168,6 +168,12 @@ class PairwiseNetwork(RebuildableNetwork):
         (refined_map_loss(..., floor=PROBABILITY_FLOOR))."""
         strength = None if self.log_strength is None else self.log_strength.exp().to(unary_probabilities.dtype)
         return self.propagation(unary_probabilities, guidance, strength)
+
+    def normalized_guidance(self, guidance: Tensor) -> Tensor:
+        """The gates G of eq. 8: the guidance normalised to |a| + |b| + |c| <= 1 per direction
+        (normalize_guidance). Similarity gates are within that bound by construction (each is
+        at most 1/3) and come back as they are."""
+        return guidance if self.gate_mode == "similarity" else normalize_guidance(guidance)
 
     def forward(self, images: Tensor, unary_probabilities: Tensor) -> Tensor:
         return self.propagate(unary_probabilities, self.guidance(images))

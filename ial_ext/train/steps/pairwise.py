@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from ...models import PairwiseNetwork
 from ...models.pairwise import PROBABILITY_FLOOR
-from ...nn import RegionSmoothnessLoss, normalize_guidance
+from ...nn import RegionSmoothnessLoss
 from ..config import Config
 from ..fit import FitCheckpoints, fit
 from ..label_store import LabelStore
@@ -23,8 +23,8 @@ from ..views import TrainingView
 
 class PairwiseWithGates(nn.Module):
     """g's forward for training: its merged scores before the floor and the renormalisation
-    over classes (which eq. 7 applies at the labelled pixels only) and its gates, so that DDP sees one
-    forward for both losses."""
+    over classes (which eq. 7 applies at the labelled pixels only) and its normalised gates (eq.
+    8's G), so that DDP sees one forward for both losses."""
 
     def __init__(self, pairwise: PairwiseNetwork):
         super().__init__()
@@ -32,7 +32,7 @@ class PairwiseWithGates(nn.Module):
 
     def forward(self, images: Tensor, unary: Tensor):
         guidance = self.pairwise.guidance(images)
-        return self.pairwise.merged_scores(unary, guidance), guidance
+        return self.pairwise.merged_scores(unary, guidance), self.pairwise.normalized_guidance(guidance)
 
 
 def pairwise_loss(
@@ -44,12 +44,12 @@ def pairwise_loss(
     then holds the superpixels, "segments")."""
     with torch.no_grad():
         alpha_u = unary_probabilities(unary, batch["image"], batch["class_labels"])
-    scores, guidance = model(batch["image"], alpha_u)
+    scores, gates = model(batch["image"], alpha_u)
     loss = refined_map_loss(scores, batch["target"], floor=PROBABILITY_FLOOR)
     if smoothness is not None:
         segments = batch["segments"]
         num_segments = int(segments.max()) + 1
-        loss = loss + smoothness_weight * smoothness(normalize_guidance(guidance), segments, num_segments)
+        loss = loss + smoothness_weight * smoothness(gates, segments, num_segments)
     return loss
 
 

@@ -1,11 +1,11 @@
 """1x1 convolutions of full-resolution maps on the CPU, as batched matrix products.
 
 oneDNN reorders NCHW maps into its blocked layout and back for a 1x1 convolution, which at
-full resolution costs several times the product itself (benchmarks/RESULTS.md, "1x1
-convolutions"). Several 1x1 heads of one input (the guidance CNN's gates and embedding)
-also accumulate their input gradient in one buffer instead of adding one full-size gradient
-per head. The parameters are those of nn.Conv2d(in, out, 1), so checkpoints load either way;
-under export and on other devices the convolution runs.
+full resolution costs several times the product itself (benchmarks/RESULTS.md, "The pairwise
+iteration with the similarity gates as one op"). Several 1x1 heads of one input (the guidance
+CNN's gates and embedding) also accumulate their input gradient in one buffer instead of adding
+one full-size gradient per head. The parameters are those of nn.Conv2d(in, out, 1), so
+checkpoints load either way; under export and on other devices the convolution runs.
 """
 import torch
 from torch import Tensor, nn

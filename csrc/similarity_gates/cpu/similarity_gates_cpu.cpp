@@ -12,6 +12,7 @@
 #include "../similarity_gates.h"
 #include "gate_kernels_api.h"
 #include "../../common/output_memory.h"
+#include "../../common/reduced_precision.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -27,36 +28,49 @@ namespace ial {
 namespace similarity {
 namespace {
 
-bool is_reduced_precision(const at::Tensor& t) {
-  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
-}
-
 template <typename T>
 cpu::Image<T> image_of(const at::Tensor& embedding, const GateGeometry& g, int64_t b) {
   const int64_t plane = g.height * g.width;
   return {embedding.const_data_ptr<T>() + b * g.embedding * plane, g.embedding, g.height, g.width};
 }
 
+// f(b, y, affinity) for every image row of the batch, in parallel, with the row's 8 affinity
+// rows (offset o's at affinity + o * W) in a per-thread buffer.
+template <typename T, typename F>
+void for_each_row(const cpu::Kernels<T>& kernels, const at::Tensor& embedding, const GateGeometry& g, F&& f) {
+  at::parallel_for(0, g.batch * g.height, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> affinity(cpu::kOffsets * g.width);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / g.height, y = row % g.height;
+      kernels.affinity_row(image_of<T>(embedding, g, b), y, affinity.data());
+      f(b, y, affinity.data());
+    }
+  });
+}
+
+// f(o, at) for the 12M gate rows of image row y of batch item b: o is the neighbour offset of
+// the row's link, at the index of its first element.
+template <typename F>
+void for_each_gate_row(const GateGeometry& g, int64_t b, int64_t y, F&& f) {
+  const int64_t plane = g.height * g.width;
+  for (int64_t k = 0; k < kLinks; ++k) {
+    for (int64_t m = 0; m < g.maps; ++m) {
+      f(cpu::kLinkOffset[k], ((b * kLinks + k) * g.maps + m) * plane + y * g.width);
+    }
+  }
+}
+
 template <typename T>
 at::Tensor forward_kernel(const at::Tensor& logits, const at::Tensor& embedding, T scale, const GateGeometry& g) {
   const auto& kernels = cpu::gate_kernels<T>();
   at::Tensor out = common::empty_output(logits.sizes(), logits.options());
-  const int64_t w = g.width, plane = g.height * w, channels = kLinks * g.maps;
+  const int64_t w = g.width;
   const T* l = logits.const_data_ptr<T>();
   T* o = out.mutable_data_ptr<T>();
-  at::parallel_for(0, g.batch * g.height, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> affinity(cpu::kOffsets * w);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / g.height, y = row % g.height;
-      kernels.affinity_row(image_of<T>(embedding, g, b), y, affinity.data());
-      for (int64_t k = 0; k < kLinks; ++k) {
-        const T* link_affinity = affinity.data() + cpu::kLinkOffset[k] * w;
-        for (int64_t m = 0; m < g.maps; ++m) {
-          const int64_t at = (b * channels + k * g.maps + m) * plane + y * w;
-          kernels.gate_row(l + at, link_affinity, scale, w, o + at);
-        }
-      }
-    }
+  for_each_row(kernels, embedding, g, [&](int64_t b, int64_t y, const T* affinity) {
+    for_each_gate_row(g, b, y, [&](int offset, int64_t at) {
+      kernels.gate_row(l + at, affinity + offset * w, scale, w, o + at);
+    });
   });
   return out;
 }
@@ -98,30 +112,21 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
   at::Tensor grad_logits = common::empty_output(logits.sizes(), logits.options());
   at::Tensor grad_embedding = common::empty_output(embedding.sizes(), embedding.options());
   at::Tensor coef = at::empty({g.batch, cpu::kOffsets, g.height, g.width}, logits.options());
-  const int64_t w = g.width, plane = g.height * w, channels = kLinks * g.maps;
+  const int64_t w = g.width, plane = g.height * w;
   const T* gr = grad.const_data_ptr<T>();
   const T* l = logits.const_data_ptr<T>();
   T* gl = grad_logits.mutable_data_ptr<T>();
   T* ge = grad_embedding.mutable_data_ptr<T>();
   T* co = coef.mutable_data_ptr<T>();
-  at::parallel_for(0, g.batch * g.height, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> affinity(cpu::kOffsets * w);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / g.height, y = row % g.height;
-      kernels.affinity_row(image_of<T>(embedding, g, b), y, affinity.data());
-      T* coef_rows = co + b * cpu::kOffsets * plane + y * w;
-      for (int o = 0; o < cpu::kOffsets; ++o) {
-        for (int64_t x = 0; x < w; ++x) coef_rows[o * plane + x] = T(0);
-      }
-      for (int64_t k = 0; k < kLinks; ++k) {
-        const int o = cpu::kLinkOffset[k];
-        for (int64_t m = 0; m < g.maps; ++m) {
-          const int64_t at = (b * channels + k * g.maps + m) * plane + y * w;
-          kernels.gate_backward_row(
-              gr + at, l + at, affinity.data() + o * w, scale, w, gl + at, coef_rows + o * plane);
-        }
-      }
+  for_each_row(kernels, embedding, g, [&](int64_t b, int64_t y, const T* affinity) {
+    T* coef_rows = co + b * cpu::kOffsets * plane + y * w;
+    for (int o = 0; o < cpu::kOffsets; ++o) {
+      for (int64_t x = 0; x < w; ++x) coef_rows[o * plane + x] = T(0);
     }
+    for_each_gate_row(g, b, y, [&](int offset, int64_t at) {
+      kernels.gate_backward_row(
+          gr + at, l + at, affinity + offset * w, scale, w, gl + at, coef_rows + offset * plane);
+    });
   });
   at::parallel_for(0, g.batch * g.height, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
@@ -144,7 +149,7 @@ at::Tensor similarity_gates_cpu(const at::Tensor& logits, const at::Tensor& embe
   if (logits.numel() == 0) {
     return at::empty(logits.sizes(), logits.options());
   }
-  if (is_reduced_precision(logits)) {
+  if (common::is_reduced_precision(logits)) {
     return similarity_gates_cpu(logits.to(at::kFloat), embedding.to(at::kFloat), scale).to(logits.scalar_type());
   }
   const at::Tensor lc = logits.contiguous();
@@ -171,7 +176,7 @@ std::tuple<at::Tensor, at::Tensor> similarity_gates_backward_cpu(
   if (logits.numel() == 0) {
     return {at::zeros(logits.sizes(), logits.options()), at::zeros(embedding.sizes(), embedding.options())};
   }
-  if (is_reduced_precision(logits)) {
+  if (common::is_reduced_precision(logits)) {
     const auto dtype = logits.scalar_type();
     auto [grad_logits, grad_embedding] = similarity_gates_backward_cpu(
         grad.to(at::kFloat), logits.to(at::kFloat), embedding.to(at::kFloat), scale);

@@ -30,6 +30,7 @@
 #include "../../common/output_memory.h"
 #include "../../spn_scan/cpu/scan_kernels_api.h"
 #include "../../spn_scan/cpu/scan_runtime.h"
+#include "../../common/reduced_precision.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -415,7 +416,7 @@ at::Tensor spn_propagate_cpu(const at::Tensor& x, const at::Tensor& guidance,
   if (x.numel() == 0) {
     return at::empty(x.sizes(), x.options());
   }
-  if (cpu::is_reduced_precision(x)) {
+  if (common::is_reduced_precision(x)) {
     return spn_propagate_cpu(x.to(at::kFloat), guidance.to(at::kFloat), prepared(strength, at::kFloat))
         .to(x.scalar_type());
   }
@@ -445,7 +446,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spn_propagate_backward_cpu(
     return {at::empty(x.sizes(), x.options()), at::zeros(guidance.sizes(), guidance.options()),
             strength.has_value() ? at::zeros(strength->sizes(), x.options()) : at::empty({0}, x.options())};
   }
-  if (cpu::is_reduced_precision(x)) {
+  if (common::is_reduced_precision(x)) {
     const auto dtype = x.scalar_type();
     auto [grad_x, grad_guidance, grad_strength] = spn_propagate_backward_cpu(
         grad.to(at::kFloat), x.to(at::kFloat), guidance.to(at::kFloat), prepared(strength, at::kFloat));

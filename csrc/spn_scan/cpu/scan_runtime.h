@@ -74,12 +74,6 @@ inline ChannelCalls channel_calls(int64_t batch, int64_t channels, bool shared_g
   return calls;
 }
 
-// float16 and bfloat16 run through the float32 kernels: the op converts its
-// inputs to float32 and its outputs back, so every sum is taken in float32.
-inline bool is_reduced_precision(const at::Tensor& t) {
-  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
-}
-
 } // namespace cpu
 } // namespace spn
 } // namespace ial

@@ -10,6 +10,7 @@
 #include "../../common/output_memory.h"
 #include "scan_kernels_api.h"
 #include "scan_runtime.h"
+#include "../../common/reduced_precision.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -116,7 +117,7 @@ at::Tensor spn_scan_cpu(const at::Tensor& x, const at::Tensor& gates, int64_t di
   if (x.numel() == 0) {
     return at::empty(x.sizes(), x.options());
   }
-  if (cpu::is_reduced_precision(x)) {
+  if (common::is_reduced_precision(x)) {
     return spn_scan_cpu(x.to(at::kFloat), gates.to(at::kFloat), direction).to(x.scalar_type());
   }
   const at::Tensor xc = x.contiguous();
@@ -139,7 +140,7 @@ std::tuple<at::Tensor, at::Tensor> spn_scan_backward_cpu(
   if (x.numel() == 0) {
     return {at::empty(x.sizes(), x.options()), at::zeros(gates.sizes(), gates.options())};
   }
-  if (cpu::is_reduced_precision(x)) {
+  if (common::is_reduced_precision(x)) {
     const auto dtype = x.scalar_type();
     auto [grad_x, grad_gates] = spn_scan_backward_cpu(
         grad_h.to(at::kFloat), x.to(at::kFloat), gates.to(at::kFloat), h.to(at::kFloat), direction);

@@ -27,6 +27,7 @@
 #include "../../common/output_memory.h"
 #include "pool_kernels_api.h"
 #include "../../common/cpu_features.h"
+#include "../../common/reduced_precision.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -433,10 +434,6 @@ at::Tensor reduce_constant_planes(const at::Tensor& x, const SegmentIndex& index
   return out;
 }
 
-bool is_reduced_precision(const at::Tensor& t) {
-  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
-}
-
 at::Tensor reduce_op(
     const at::Tensor& x,
     const at::Tensor& labels,
@@ -447,7 +444,7 @@ at::Tensor reduce_op(
     const char* x_name) {
   const auto geo = check_image_args(x, labels, num_segments, op, x_name);
   TORCH_CHECK(x.device().is_cpu(), op, ": the CPU kernel got a tensor on ", x.device());
-  if (is_reduced_precision(x)) {
+  if (common::is_reduced_precision(x)) {
     // float16 / bfloat16 through the float32 kernels: sums in float32 and double.
     return reduce_op(x.to(at::kFloat), labels, num_segments, check_ids, mean, op, x_name).to(x.scalar_type());
   }
@@ -480,7 +477,7 @@ at::Tensor gather_op(
     const char* src_name) {
   const auto geo = check_pooled_args(src, labels, op, src_name);
   TORCH_CHECK(src.device().is_cpu(), op, ": the CPU kernel got a tensor on ", src.device());
-  if (is_reduced_precision(src)) {
+  if (common::is_reduced_precision(src)) {
     return gather_op(src.to(at::kFloat), labels, check_ids, mean, op, src_name).to(src.scalar_type());
   }
   const at::Tensor lc = labels.contiguous();

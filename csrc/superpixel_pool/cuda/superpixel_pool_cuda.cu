@@ -35,6 +35,7 @@
 // capture needs skipped). The autograd backward ops always skip it: their
 // forward op has already checked the same labels.
 #include "../superpixel_pool.h"
+#include "../../common/reduced_precision.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
@@ -269,10 +270,6 @@ void check_flag(
   }
 }
 
-bool is_reduced_precision(const at::Tensor& t) {
-  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
-}
-
 at::Tensor reduce_cuda(
     const at::Tensor& x,
     const at::Tensor& labels,
@@ -283,7 +280,7 @@ at::Tensor reduce_cuda(
     const char* x_name) {
   const auto geo = check_image_args(x, labels, num_segments, op, x_name);
   TORCH_CHECK(x.is_cuda(), op, ": the CUDA kernel got a tensor on ", x.device());
-  if (is_reduced_precision(x)) {
+  if (common::is_reduced_precision(x)) {
     // float16 / bfloat16 sum in float32 through the float32 kernel (which has run on a GPU).
     return reduce_cuda(x.to(at::kFloat), labels, num_segments, check_ids, mean, op, x_name).to(x.scalar_type());
   }
@@ -339,7 +336,7 @@ at::Tensor gather_cuda(
     const char* src_name) {
   const auto geo = check_pooled_args(src, labels, op, src_name);
   TORCH_CHECK(src.is_cuda(), op, ": the CUDA kernel got a tensor on ", src.device());
-  if (is_reduced_precision(src)) {
+  if (common::is_reduced_precision(src)) {
     return gather_cuda(src.to(at::kFloat), labels, check_ids, mean, op, src_name).to(src.scalar_type());
   }
   const c10::cuda::CUDAGuard guard(src.device());

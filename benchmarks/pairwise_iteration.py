@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import ial_ext  # noqa: F401  (registers the ops)
+import ial_ext  # registers the ops
 from ial_ext.data import SyntheticDataset
 from ial_ext.models import PairwiseNetwork, UnaryNetwork
 from ial_ext.ops import spn_scan
 from ial_ext.superpixels import felzenszwalb_superpixels
-from ial_ext.train.config import Config
+from ial_ext.train.config import Config, RunConfig
 from ial_ext.train.losses import segmentation_loss
 from ial_ext.train.optim import ScheduledSGD
 from ial_ext.train.steps.pairwise import PairwiseWithGates, pairwise_loss
@@ -132,9 +132,9 @@ def cpu_model() -> str:
     return names[0] if names else ""
 
 
-def median_seconds(steps: dict, rounds: int, warmup: int = 1) -> dict:
-    """Median seconds of each step, with the steps' rounds interleaved (A B C A B C ...): the
-    process's state (allocator, page cache, other load) then weighs on every step alike."""
+def round_seconds(steps: dict, rounds: int, warmup: int = 1) -> dict:
+    """Each step's seconds in every round, with the steps' rounds interleaved (A B C A B C ...):
+    the process's state (allocator, page cache, other load) then weighs on every step alike."""
     for _ in range(warmup):
         for step in steps.values():
             step()
@@ -144,7 +144,18 @@ def median_seconds(steps: dict, rounds: int, warmup: int = 1) -> dict:
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def median_seconds(steps: dict, rounds: int, warmup: int = 1) -> dict:
+    """Median seconds of each step over interleaved rounds (round_seconds)."""
+    return {name: statistics.median(values) for name, values in round_seconds(steps, rounds, warmup).items()}
+
+
+def median_ratio(numerator: list, denominator: list) -> float:
+    """Median over rounds of one step's time over another's in the same round: a slow spell of a
+    shared machine then slows both sides of a ratio."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator))
 
 
 def profile_split(step) -> dict:
@@ -174,25 +185,27 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("pairwise", "floor", "unary"))
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--retained-heap-mib", type=int, default=RunConfig().retained_heap_mib,
+                        help="as the trainer's run.retained_heap_mib (0: glibc's own thresholds)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    retained = ial_ext.retain_freed_memory(args.retained_heap_mib)
     inputs = make_inputs(args.batch, args.size)
     steps = {"pairwise": lambda: pairwise_step(inputs, args.variant), "floor": lambda: floor_step(inputs, args.variant),
              "unary": lambda: unary_step(inputs)}
     if args.only:
         steps = {args.only: steps[args.only]}
     result = {"batch": args.batch, "size": args.size, "variant": args.variant, "threads": args.threads,
-              "cpu": cpu_model()}
+              "cpu": cpu_model(), "retained_heap_mib": args.retained_heap_mib if retained else 0}
     if args.profile:
         result["profile"] = profile_split(steps["pairwise"]())
     else:
         built = {name: build() for name, build in steps.items()}
-        medians = median_seconds(built, args.rounds, warmup=0 if args.rounds == 1 else 1)
-        result.update({f"{name}_s": seconds for name, seconds in medians.items()})
-        if "floor_s" in result and "pairwise_s" in result:
-            result["pairwise_over_floor"] = result["pairwise_s"] / result["floor_s"]
-        if "unary_s" in result and "pairwise_s" in result:
-            result["pairwise_over_unary"] = result["pairwise_s"] / result["unary_s"]
+        times = round_seconds(built, args.rounds, warmup=0 if args.rounds == 1 else 1)
+        result.update({f"{name}_s": statistics.median(values) for name, values in times.items()})
+        for other in ("floor", "unary"):
+            if other in times and "pairwise" in times:
+                result[f"pairwise_over_{other}"] = median_ratio(times["pairwise"], times[other])
     print(json.dumps(result, indent=2, default=float))
 
 

@@ -53,6 +53,9 @@ PYBIND11_MODULE(_C, m) {
       "release_output_cache", &ial::common::release_output_cache,
       "Frees the cached blocks of large CPU op outputs; returns the bytes given back.");
   m.def(
+      "retain_freed_memory", &ial::common::retain_freed_memory,
+      "glibc: blocks below this many bytes come from the heap and stay there when freed; returns whether it took effect.");
+  m.def(
       "threads_used_by_parallel_for", &threads_used_by_parallel_for,
       "How many threads the CPU kernels' parallel loops use for this many work items.");
   m.def(

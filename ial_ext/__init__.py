@@ -34,10 +34,24 @@ def release_output_cache() -> int:
     return _C.release_output_cache()
 
 
+def retain_freed_memory(limit_mib: int) -> bool:
+    """Keeps freed CPU memory in the process for the next allocation, for every tensor.
+
+    With glibc's defaults a block of 32 MiB or more (a (4, 21, 321, 321) float32 map is 33
+    MiB) is mapped afresh for each allocation, and the heap's free top goes back to the OS past
+    64 MiB: a training loop then touches much of its memory for the first time in every
+    iteration, and the OS clears each page. This raises both of glibc's thresholds (mallopt) to
+    `limit_mib` MiB, so freed blocks stay in the heap and are reused, and the ops' large outputs
+    come from that heap too. The trainer calls it (run.retained_heap_mib). Returns whether it
+    took effect: False for 0 and without glibc (musl, macOS, Windows), whose allocators keep
+    their own policy."""
+    return bool(limit_mib > 0 and _C.retain_freed_memory(int(limit_mib) << 20))
+
+
 def cpu_info() -> dict:
     """What the CPU kernels run on: ``isa`` ("avx512", "avx2" or "default", after torch's
     ATEN_CPU_CAPABILITY) and the cache sizes their tiling follows (bytes)."""
     return dict(_C.cpu_info())
 
 
-__all__ = ["ops", "nn", "built_with_cuda", "cpu_info", "release_output_cache", "__version__"]
+__all__ = ["ops", "nn", "built_with_cuda", "cpu_info", "release_output_cache", "retain_freed_memory", "__version__"]

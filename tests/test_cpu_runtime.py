@@ -1,7 +1,9 @@
 """The CPU kernels' runtime: parallel loops really use torch's threads, one CPU-feature
 dispatch that follows ATEN_CPU_CAPABILITY, the cache sizes the tiling reads, and the
-opt-in output cache (IAL_EXT_OUTPUT_CACHE_MB, ial_ext.release_output_cache)."""
+opt-in output cache (IAL_EXT_OUTPUT_CACHE_MB, ial_ext.release_output_cache) and the
+retained heap (ial_ext.retain_freed_memory)."""
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -69,6 +71,52 @@ def test_cached_outputs_are_ordinary_tensors():
     assert out.is_contiguous() and out.device.type == "cpu"
     out.resize_(2, 3)  # resizable storage
     assert out.shape == (2, 3)
+
+
+# Page faults per fill of a (4, 21, 321, 321) float32 map (33 MiB: above glibc's largest
+# dynamic mmap threshold, so by default each one is a fresh mapping), and of an op's output
+# of that size.
+FAULTS_PER_MAP = """
+    import resource, sys, torch, ial_ext
+    from ial_ext.ops import spn_scan
+    print(ial_ext.retain_freed_memory({retained}))
+    x, gates = torch.rand(4, 21, 321, 321), torch.rand(4, 3, 321, 321) / 3
+    def faults(make):
+        for _ in range(20):  # glibc's heap takes a dozen or so fills to settle to its size
+            make()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(3):
+            make()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3
+    print(faults(lambda: torch.empty(4, 21, 321, 321).fill_(1.0)))
+    with torch.no_grad():
+        print(faults(lambda: spn_scan(x, gates, 2)))
+    """
+PAGES_PER_MAP = 4 * 21 * 321 * 321 * 4 // 4096
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_retained_heap_reuses_freed_maps_and_op_outputs_without_page_faults():
+    from ial_ext.train.config import RunConfig
+
+    def faults(retained):
+        run = _run(FAULTS_PER_MAP.format(retained=retained))
+        assert run.returncode == 0, run.stderr
+        took_effect, tensor, output = run.stdout.split()
+        return took_effect == "True", int(tensor), int(output)
+
+    took_effect, tensor, output = faults(RunConfig().retained_heap_mib)
+    assert took_effect
+    assert tensor < PAGES_PER_MAP // 100 and output < PAGES_PER_MAP // 100
+    took_effect, tensor, output = faults(0)
+    assert not took_effect
+    # glibc's defaults: a fresh mapping per map, of 4 KiB pages (the op's output: of 2 MiB ones
+    # where THP is allowed)
+    assert tensor >= PAGES_PER_MAP // 2 and output >= PAGES_PER_MAP // 512
+
+
+def test_zero_keeps_the_allocator_as_it_is():
+    assert ial_ext.retain_freed_memory(0) is False
 
 
 def _run(script, **env):

@@ -6,6 +6,9 @@
 #include <c10/util/Exception.h>
 #include <c10/util/accumulate.h>
 
+#include <algorithm>
+#include <atomic>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -13,6 +16,9 @@
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
 #endif
 
 namespace ial {
@@ -23,6 +29,8 @@ constexpr size_t kHugePage = size_t(2) << 20;
 // Below a few huge pages the system allocator usually hands back memory its
 // heap already touched; only larger outputs go through the cache.
 constexpr size_t kMinCachedBytes = 4 * kHugePage;
+
+std::atomic<bool> heap_retains_freed_memory{false};
 
 size_t cache_limit_from_env() {
   const char* value = std::getenv("IAL_EXT_OUTPUT_CACHE_MB");
@@ -76,6 +84,10 @@ class CachingOutputAllocator final : public c10::Allocator {
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
+  }
+
+  bool caches() const {
+    return limit_ > 0;
   }
 
   size_t release() {
@@ -135,16 +147,33 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
   const auto dtype = c10::typeMetaToScalarType(options.dtype());
   const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) * c10::elementSize(dtype);
-  if (bytes < kMinCachedBytes) {
+  auto& outputs = CachingOutputAllocator::instance();
+  if (bytes < kMinCachedBytes || (heap_retains_freed_memory.load() && !outputs.caches())) {
     return at::empty(sizes, options);
   }
   return at::Tensor(at::detail::empty_generic(
-      sizes, &CachingOutputAllocator::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
+      sizes, &outputs, c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
       std::nullopt));
 }
 
 size_t release_output_cache() {
   return CachingOutputAllocator::instance().release();
+}
+
+bool retain_freed_memory(size_t bytes) {
+#if defined(__GLIBC__)
+  if (bytes == 0) {
+    return false;
+  }
+  const int limit = static_cast<int>(std::min<size_t>(bytes, INT_MAX));  // mallopt takes an int
+  if (mallopt(M_MMAP_THRESHOLD, limit) == 1 && mallopt(M_TRIM_THRESHOLD, limit) == 1) {
+    heap_retains_freed_memory.store(true);
+    return true;
+  }
+#else
+  (void)bytes;
+#endif
+  return false;
 }
 
 } // namespace common

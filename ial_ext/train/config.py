@@ -152,6 +152,10 @@ class RunConfig:
         10.0, "also checkpoint inside a phase at most this many minutes apart (0: every 10 iterations)", minimum=0
     )
     workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device", minimum=-1)
+    retained_heap_mib: int = setting(
+        1024, "on the CPU with glibc, freed blocks below this many MiB stay in the process for reuse instead of "
+        "being returned to the OS and cleared again on the next iteration (0: glibc's own thresholds)", minimum=0
+    )
     figure_images: int = setting(4, "rows of the per-step figure", minimum=0)
     progress: bool = setting(True, "tqdm progress bars")
     precision: str = setting(

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .. import retain_freed_memory
 from .config import RunConfig
 from .sampling import ShardBatches, ShuffledBatches
 
@@ -155,6 +156,8 @@ def create_runtime(config: RunConfig) -> Runtime:
     device = pick_device(config.device, local_rank)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    if device.type == "cpu":
+        retain_freed_memory(config.retained_heap_mib)
     if world_size > 1 and not dist.is_initialized():
         # Both backends: the few collectives (score counts, decisions) may meet CPU tensors too.
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"

@@ -148,6 +148,29 @@ def test_gradcheck(layout):
     assert torch.autograd.gradcheck(spn_propagate, (x, guidance))
 
 
+@pytest.mark.parametrize("with_strength", [False, True], ids=["no-strength", "strength"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_backward_without_the_gradient_of_x_gives_the_same_gate_gradients(layout, with_strength):
+    """x_requires_grad=False (autograd passes it when x needs no gradient, as the unary map
+    the pairwise network refines): an empty x gradient, the same bits for the rest, on the
+    kernel and the composite of the CUDA path."""
+    x, guidance = random_inputs((2, 6, 19, 140), layout, dtype=torch.float32)
+    strength = random_strength(6, torch.float32) if with_strength else None
+    grad = torch.randn_like(x)
+    full = torch.ops.ial.spn_propagate_backward(grad, x, guidance, strength)
+    for backward in (torch.ops.ial.spn_propagate_backward, propagate_backward_composite):
+        grad_x, *rest = backward(grad, x, guidance, strength, False)
+        assert grad_x.shape == (0,)
+        want = full if backward is not propagate_backward_composite else propagate_backward_composite(
+            grad, x, guidance, strength)
+        for got, expected in zip(rest, want[1:]):
+            assert torch.equal(got, expected)
+    guidance.requires_grad_()
+    (grad_guidance,) = torch.autograd.grad(spn_propagate(x, guidance, strength), guidance, grad)
+    assert torch.equal(grad_guidance, full[1])
+    torch.library.opcheck(torch.ops.ial.spn_propagate_backward.default, (grad, x, guidance.detach(), strength, False))
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_opcheck(layout):
     x, guidance = random_inputs((2, 3, 6, 5), layout, dtype=torch.float32)

@@ -57,10 +57,12 @@ void check_strength(const at::Tensor& x, const std::optional<at::Tensor>& streng
 
 TORCH_LIBRARY_FRAGMENT(ial, m) {
   m.def("spn_propagate(Tensor x, Tensor guidance, Tensor? strength=None) -> Tensor");
-  // The third gradient is strength's, or an empty (0,) tensor without strength.
+  // The third gradient is strength's, or an empty (0,) tensor without strength;
+  // the first is x's, or an empty (0,) tensor when x_requires_grad is false
+  // (the pairwise network refines a unary map that gets no gradient).
   m.def(
-      "spn_propagate_backward(Tensor grad, Tensor x, Tensor guidance, Tensor? strength=None) "
-      "-> (Tensor, Tensor, Tensor)");
+      "spn_propagate_backward(Tensor grad, Tensor x, Tensor guidance, Tensor? strength=None, "
+      "bool x_requires_grad=True) -> (Tensor, Tensor, Tensor)");
 }
 
 } // namespace spn

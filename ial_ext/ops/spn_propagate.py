@@ -74,11 +74,12 @@ def _spn_propagate_fake(x, guidance, strength=None):
 
 
 @torch.library.register_fake("ial::spn_propagate_backward")
-def _spn_propagate_backward_fake(grad, x, guidance, strength=None):
+def _spn_propagate_backward_fake(grad, x, guidance, strength=None, x_requires_grad=True):
     _check_args("spn_propagate_backward", x, guidance, strength)
     torch._check(grad.shape == x.shape, lambda: "spn_propagate_backward: grad must have the shape of x")
     grad_strength = x.new_empty((0,)) if strength is None else strength.new_empty(strength.shape)
-    return x.new_empty(x.shape), guidance.new_empty(guidance.shape), grad_strength
+    grad_x = x.new_empty(x.shape if x_requires_grad else (0,))
+    return grad_x, guidance.new_empty(guidance.shape), grad_strength
 
 
 def scale_guidance(guidance: Tensor, strength: Tensor) -> Tensor:
@@ -105,8 +106,13 @@ def propagate_composite(x: Tensor, guidance: Tensor, strength: Optional[Tensor] 
     return torch.stack(scans).max(dim=0).values
 
 
-def propagate_backward_composite(grad: Tensor, x: Tensor, guidance: Tensor, strength: Optional[Tensor] = None):
-    """The backward of ``spn_propagate`` from ``spn_scan_backward`` and torch ops (any device)."""
+def propagate_backward_composite(grad: Tensor, x: Tensor, guidance: Tensor, strength: Optional[Tensor] = None,
+                                 x_requires_grad: bool = True):
+    """The backward of ``spn_propagate`` from ``spn_scan_backward`` and torch ops (any device);
+    without x_requires_grad, x's gradient is an empty (0,) tensor."""
+    if not x_requires_grad:
+        _, grad_guidance, grad_strength = propagate_backward_composite(grad, x, guidance, strength)
+        return x.new_empty((0,)), grad_guidance, grad_strength
     if strength is not None:
         grad_x, grad_scaled, _ = propagate_backward_composite(grad, x, scale_guidance(guidance, strength))
         b, _, h, w = guidance.shape
@@ -143,8 +149,10 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     x, guidance, strength = ctx.saved_tensors
-    grad_x, grad_guidance, grad_strength = torch.ops.ial.spn_propagate_backward.default(grad, x, guidance, strength)
-    return grad_x, grad_guidance, None if strength is None else grad_strength
+    x_requires_grad = ctx.needs_input_grad[0]
+    grad_x, grad_guidance, grad_strength = torch.ops.ial.spn_propagate_backward.default(
+        grad, x, guidance, strength, x_requires_grad)
+    return grad_x if x_requires_grad else None, grad_guidance, None if strength is None else grad_strength
 
 
 torch.library.register_autograd("ial::spn_propagate", _backward, setup_context=_setup_context)

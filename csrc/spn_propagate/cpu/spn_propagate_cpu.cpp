@@ -233,13 +233,15 @@ int64_t group_channels(int64_t plane_bytes, int64_t channels) {
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& guidance, const Strength<T>& strength,
-    const PropagateGeometry& g) {
-  at::Tensor grad_x = common::empty_output(x.sizes(), x.options());
+    const PropagateGeometry& g, bool x_requires_grad) {
+  // Without x's gradient the kernels write their share of it into a per-thread
+  // sink of one channel group instead (never read).
+  at::Tensor grad_x = x_requires_grad ? common::empty_output(x.sizes(), x.options()) : at::empty({0}, x.options());
   at::Tensor grad_guidance = common::empty_output(guidance.sizes(), guidance.options());
   const T* grd = grad.const_data_ptr<T>();
   const T* xd = x.const_data_ptr<T>();
   const T* gd = guidance.const_data_ptr<T>();
-  T* gxd = grad_x.mutable_data_ptr<T>();
+  T* gxd = x_requires_grad ? grad_x.mutable_data_ptr<T>() : nullptr;
   T* ggd = grad_guidance.mutable_data_ptr<T>();
   const int64_t hw = g.scan.plane_size();
   const int64_t channels = g.scan.channels;
@@ -277,14 +279,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
   auto binding_buffer = [&](int64_t b, int64_t part) { return bd + (b * parts.parts + part) * kDirections * hw; };
 
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer((12 + 5 * group + (scaled ? 6 : 0)) * hw + s.scan_scratch);
+    cpu::Scratch<T> buffer((12 + 5 * group + (scaled ? 6 : 0) + (x_requires_grad ? 0 : group)) * hw +
+                           s.scan_scratch);
     cpu::Scratch<uint8_t> which(group * hw);  // channel k's first maximum at k * hw
     T* normalized = buffer.data();
     T* scans = normalized + 12 * hw;          // direction d, channel k of the group at (d * group + k) * hw
     T* routed = scans + 4 * group * hw;       // channel k at k * hw
     T* scaled_gates = routed + group * hw;    // strength: one direction's strength x guidance, 3 planes
     T* channel_grad = scaled_gates + (scaled ? 3 : 0) * hw;  // strength: its gate gradient, 3 planes
-    T* scratch = channel_grad + (scaled ? 3 : 0) * hw;
+    T* grad_x_sink = channel_grad + (scaled ? 3 : 0) * hw;  // without x's gradient: group planes
+    T* scratch = grad_x_sink + (x_requires_grad ? 0 : group) * hw;
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t part = calls.part(call);
@@ -299,6 +303,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
       for (int64_t g0 = first; g0 < last; g0 += group) {
         const int64_t count = std::min(group, last - g0);
         const int64_t p = b * channels + g0;
+        T* gx = x_requires_grad ? gxd + p * hw : grad_x_sink;
         if (!shared) normalize_planes(s.kernels, gd, g, b, g0, normalized, strength, scaled_gates);
         for (int64_t d = 0; d < kDirections; ++d) {
           const auto inputs = shared_scaled
@@ -327,7 +332,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
           if (shared_scaled) {
             const auto inputs = scaled_scan_inputs(xd + p * hw, gd, g, b, normalized, strength, d, g0, count, false);
             cpu::BackwardInputs<T> backward{routed, inputs.x, inputs.a, inputs.b, inputs.c, scans + d * group * hw,
-                                            gxd + p * hw, ga, ga + gs, ga + 2 * gs, count, d > 0, add_to_gates};
+                                            gx, ga, ga + gs, ga + 2 * gs, count, d > 0, add_to_gates};
             backward.r = inputs.r;
             backward.strength = inputs.strength;
             backward.gt = binding_buffer(b, part) + d * hw;
@@ -337,14 +342,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
           }
           if (!scaled) {
             s.kernels.backward(
-                {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gxd + p * hw, ga, ga + gs,
+                {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gx, ga, ga + gs,
                  ga + 2 * gs, count, d > 0, add_to_gates},
                 s.geo[d], s.backward_tiling[d], scratch);
             continue;
           }
           T* cg = channel_grad;
           s.kernels.backward(
-              {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gxd + p * hw, cg, cg + hw,
+              {routed, xd + p * hw, a, a + hw, a + 2 * hw, scans + d * group * hw, gx, cg, cg + hw,
                cg + 2 * hw, 1, d > 0, false},
               s.geo[d], s.backward_tiling[d], scratch);
           // normalize(s x raw): the gradient of s x raw, then of s and of raw.
@@ -432,7 +437,7 @@ at::Tensor spn_propagate_cpu(const at::Tensor& x, const at::Tensor& guidance,
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> spn_propagate_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& guidance,
-    const std::optional<at::Tensor>& strength) {
+    const std::optional<at::Tensor>& strength, bool x_requires_grad) {
   const auto geo = check_propagate_args(x, guidance, "spn_propagate_backward");
   check_strength(x, strength, "spn_propagate_backward");
   TORCH_CHECK(
@@ -443,13 +448,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spn_propagate_backward_cpu(
       "spn_propagate_backward: grad must have the dtype of x (", x.scalar_type(), "), got ", grad.scalar_type());
   TORCH_CHECK(x.device().is_cpu(), "spn_propagate_backward: the CPU kernel got a tensor on ", x.device());
   if (x.numel() == 0) {
-    return {at::empty(x.sizes(), x.options()), at::zeros(guidance.sizes(), guidance.options()),
+    at::Tensor grad_x = x_requires_grad ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+    return {grad_x, at::zeros(guidance.sizes(), guidance.options()),
             strength.has_value() ? at::zeros(strength->sizes(), x.options()) : at::empty({0}, x.options())};
   }
   if (common::is_reduced_precision(x)) {
     const auto dtype = x.scalar_type();
     auto [grad_x, grad_guidance, grad_strength] = spn_propagate_backward_cpu(
-        grad.to(at::kFloat), x.to(at::kFloat), guidance.to(at::kFloat), prepared(strength, at::kFloat));
+        grad.to(at::kFloat), x.to(at::kFloat), guidance.to(at::kFloat), prepared(strength, at::kFloat),
+        x_requires_grad);
     return {grad_x.to(dtype), grad_guidance.to(dtype), grad_strength.to(dtype)};
   }
   // grad may be expanded (stride 0): read a contiguous copy, never write to it.
@@ -459,7 +466,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spn_propagate_backward_cpu(
   const auto sc = prepared(strength, x.scalar_type());
   std::tuple<at::Tensor, at::Tensor, at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spn_propagate_backward_cpu", [&] {
-    out = backward_kernel<scalar_t>(grc, xc, gc, strength_of<scalar_t>(sc), geo);
+    out = backward_kernel<scalar_t>(grc, xc, gc, strength_of<scalar_t>(sc), geo, x_requires_grad);
   });
   return out;
 }

@@ -234,8 +234,6 @@ template <typename T>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& guidance, const Strength<T>& strength,
     const PropagateGeometry& g, bool x_requires_grad) {
-  // Without x's gradient the kernels write their share of it into a per-thread
-  // sink of one channel group instead (never read).
   at::Tensor grad_x = x_requires_grad ? common::empty_output(x.sizes(), x.options()) : at::empty({0}, x.options());
   at::Tensor grad_guidance = common::empty_output(guidance.sizes(), guidance.options());
   const T* grd = grad.const_data_ptr<T>();
@@ -279,16 +277,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
   auto binding_buffer = [&](int64_t b, int64_t part) { return bd + (b * parts.parts + part) * kDirections * hw; };
 
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer((12 + 5 * group + (scaled ? 6 : 0) + (x_requires_grad ? 0 : group)) * hw +
-                           s.scan_scratch);
+    cpu::Scratch<T> buffer((12 + 5 * group + (scaled ? 6 : 0)) * hw + s.scan_scratch);
     cpu::Scratch<uint8_t> which(group * hw);  // channel k's first maximum at k * hw
     T* normalized = buffer.data();
     T* scans = normalized + 12 * hw;          // direction d, channel k of the group at (d * group + k) * hw
     T* routed = scans + 4 * group * hw;       // channel k at k * hw
     T* scaled_gates = routed + group * hw;    // strength: one direction's strength x guidance, 3 planes
     T* channel_grad = scaled_gates + (scaled ? 3 : 0) * hw;  // strength: its gate gradient, 3 planes
-    T* grad_x_sink = channel_grad + (scaled ? 3 : 0) * hw;  // without x's gradient: group planes
-    T* scratch = grad_x_sink + (x_requires_grad ? 0 : group) * hw;
+    T* scratch = channel_grad + (scaled ? 3 : 0) * hw;
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t part = calls.part(call);
@@ -303,7 +299,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
       for (int64_t g0 = first; g0 < last; g0 += group) {
         const int64_t count = std::min(group, last - g0);
         const int64_t p = b * channels + g0;
-        T* gx = x_requires_grad ? gxd + p * hw : grad_x_sink;
+        T* gx = x_requires_grad ? gxd + p * hw : nullptr;  // the kernels then skip it
         if (!shared) normalize_planes(s.kernels, gd, g, b, g0, normalized, strength, scaled_gates);
         for (int64_t d = 0; d < kDirections; ++d) {
           const auto inputs = shared_scaled

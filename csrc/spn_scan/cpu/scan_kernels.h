@@ -806,10 +806,12 @@ struct SendLines {
 };
 
 // Send lines (6 per channel), the strength's share per channel (1 line each,
-// scaled gates only) and, horizontally, the tiles.
+// scaled gates only), a line that takes x's gradient when it is not wanted and,
+// horizontally, the tiles.
 template <typename T>
 int64_t backward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels, bool scaled) {
-  const int64_t lines = (scaled ? 7 : 6) * channels + (geo.horizontal ? (scaled ? 12 : 10) * tiling.tile : 0);
+  const int64_t lines =
+      (scaled ? 7 : 6) * channels + 1 + (geo.horizontal ? (scaled ? 12 : 10) * tiling.tile : 0);
   return lines * padded_stride<T>(geo) + kPad<T>;
 }
 
@@ -846,7 +848,8 @@ void backward_lines(const SendLines<T>& send, int64_t ch, int& cur, int64_t last
 
 template <bool kScaled, typename T>
 void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling& tiling,
-                       const SendLines<T>& send, T* shares) {
+                       const SendLines<T>& send, T* shares, T* x_sink) {
+  const bool want_x = p.gx != nullptr;
   const int64_t steps = geo.steps();
   const int64_t n = geo.cross();
   const int64_t w = geo.width;
@@ -861,7 +864,7 @@ void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, cons
       int cur = block_cur;
       // The gate rows of this block are written by the first channel (unless
       // the call adds to them) and added to by the others.
-      with_flags(p.accumulate_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
+      with_flags(p.accumulate_x && want_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
         backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, false, kScaled>(
             send, ch, cur, s1 - 1, s0, n, [&](int64_t s) {
               const Ahead next = ahead_backward(ch, s, s0, s1, channels);
@@ -871,7 +874,7 @@ void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, cons
                 prefetch_line(p.g + pn, n);
                 prefetch_line(p.x + pn, n);
                 prefetch_line(p.h + pn, n);
-                if (channels > 1) prefetch_line_for_writing(p.gx + pn, n);
+                if (channels > 1 && want_x) prefetch_line_for_writing(p.gx + pn, n);
                 if (next.channel == 0) {
                   prefetch_line(p.a + row, n);
                   prefetch_line(p.b + row, n);
@@ -886,7 +889,8 @@ void backward_vertical(const BackwardInputs<T>& p, const ScanGeometry& geo, cons
               const T* hp = s == 0 ? nullptr : p.h + po + geo.position(s - 1) * w;
               BackwardLine<T> line{
                   p.g + po + off, p.x + po + off, p.a + off, p.b + off, p.c + off, hp, nullptr, nullptr,
-                  nullptr, p.gx + po + off, p.ga + off, p.gb + off, p.gc + off, nullptr, nullptr, nullptr};
+                  nullptr, want_x ? p.gx + po + off : x_sink, p.ga + off, p.gb + off, p.gc + off, nullptr,
+                  nullptr, nullptr};
               if constexpr (kScaled) {
                 line.scale = {p.r + off, p.strength[ch]};
                 line.gt = p.gt + off;
@@ -959,7 +963,8 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
       gather_tile(p.g + po, geo, s0, count, lg, ls);
       gather_tile(p.x + po, geo, s0, count, lx, ls);
       gather_previous_h(p.h + po, s0, count);
-      if (p.accumulate_x) gather_tile(p.gx + po, geo, s0, count, lgx, ls);
+      const bool want_x = p.gx != nullptr;  // otherwise lgx takes it and stays
+      if (p.accumulate_x && want_x) gather_tile(p.gx + po, geo, s0, count, lgx, ls);
       if (ch + 1 < channels) {
         prefetch_channel(ch + 1, s0);
       } else if (s0 > 0) {
@@ -969,7 +974,7 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
         prefetch_tile(p.c, geo, tw, s0 - tw);
       }
       int cur = tile_cur;
-      with_flags(p.accumulate_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
+      with_flags(p.accumulate_x && want_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
         backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, true, kScaled>(
             send, ch, cur, count - 1, 0, n, [&](int64_t k) {
               const int64_t off = k * ls;
@@ -985,7 +990,7 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
               return line;
             });
       });
-      scatter_tile(lgx, geo, s0, count, p.gx + po, ls);
+      if (want_x) scatter_tile(lgx, geo, s0, count, p.gx + po, ls);
     }
     scatter_tile(lga, geo, s0, count, p.ga, ls);
     scatter_tile(lgb, geo, s0, count, p.gb, ls);
@@ -1008,13 +1013,14 @@ void backward(const BackwardInputs<T>& p, const ScanGeometry& geo, const Tiling&
   const int64_t send_size = (scaled ? 7 : 6) * p.channels * ls;
   for (int64_t i = 0; i < send_size; ++i) scratch[i] = T(0);
   T* shares = send.base + 6 * p.channels * ls;
-  T* tiles = send.base + send_size;
+  T* x_sink = send.base + send_size;
+  T* tiles = x_sink + ls;
   if (scaled) {
     geo.horizontal ? backward_horizontal<true>(p, geo, tiling, send, shares, tiles)
-                   : backward_vertical<true>(p, geo, tiling, send, shares);
+                   : backward_vertical<true>(p, geo, tiling, send, shares, x_sink);
   } else {
     geo.horizontal ? backward_horizontal<false>(p, geo, tiling, send, shares, tiles)
-                   : backward_vertical<false>(p, geo, tiling, send, shares);
+                   : backward_vertical<false>(p, geo, tiling, send, shares, x_sink);
   }
 }
 

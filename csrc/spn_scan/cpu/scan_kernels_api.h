@@ -55,7 +55,7 @@ struct BackwardInputs {
   const T* b;
   const T* c;
   const T* h;
-  T* gx;
+  T* gx;  // nullptr: x's gradient is not wanted (nothing is written for it)
   T* ga;
   T* gb;
   T* gc;

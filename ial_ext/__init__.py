@@ -42,7 +42,7 @@ def retain_freed_memory(limit_mib: int) -> bool:
     64 MiB: a training loop then touches much of its memory for the first time in every
     iteration, and the OS clears each page. This raises both of glibc's thresholds (mallopt) to
     `limit_mib` MiB, so freed blocks stay in the heap and are reused, and the ops' large outputs
-    come from that heap too. The trainer calls it (run.retained_heap_mib). Returns whether it
+    come from that heap too. The trainer calls it (run.retained_heap_mib, 256). Returns whether it
     took effect: False for 0 and without glibc (musl, macOS, Windows), whose allocators keep
     their own policy."""
     return bool(limit_mib > 0 and _C.retain_freed_memory(int(limit_mib) << 20))

@@ -153,7 +153,7 @@ class RunConfig:
     )
     workers: int = setting(-1, "DataLoader worker processes per process; -1: from the CPU count and device", minimum=-1)
     retained_heap_mib: int = setting(
-        1024, "on the CPU with glibc, freed blocks below this many MiB stay in the process for reuse instead of "
+        256, "on the CPU with glibc, freed blocks below this many MiB stay in the process for reuse instead of "
         "being returned to the OS and cleared again on the next iteration (0: glibc's own thresholds)", minimum=0
     )
     figure_images: int = setting(4, "rows of the per-step figure", minimum=0)

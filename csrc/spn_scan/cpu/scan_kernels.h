@@ -914,6 +914,7 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
   const int64_t n = geo.cross();
   const int64_t hw = geo.plane_size();
   const int64_t channels = p.channels;
+  const bool want_x = p.gx != nullptr;  // otherwise lgx takes x's gradient and stays
   const int64_t ls = send.ls;
   const int64_t tw = tiling.tile;
   const int64_t tile = tw * ls;
@@ -963,7 +964,6 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
       gather_tile(p.g + po, geo, s0, count, lg, ls);
       gather_tile(p.x + po, geo, s0, count, lx, ls);
       gather_previous_h(p.h + po, s0, count);
-      const bool want_x = p.gx != nullptr;  // otherwise lgx takes it and stays
       if (p.accumulate_x && want_x) gather_tile(p.gx + po, geo, s0, count, lgx, ls);
       if (ch + 1 < channels) {
         prefetch_channel(ch + 1, s0);

@@ -1,0 +1,120 @@
+// The memory access pattern of the horizontal shared-gate scan without its arithmetic: the
+// library's own tile gathers, scatters and prefetches (scan_kernels.h, compiled here as in
+// scan_kernels_avx2.cpp) in the order forward_horizontal runs them, with the line kernels left
+// out, so every x tile goes back out unchanged. Built by benchmarks/scan_access_pattern.py.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/cpu_features.h"
+#include "spn_scan/cpu/scan_kernels_api.h"
+#include "spn_scan/cpu/scan_runtime.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include "common/isa_avx2_begin.h"
+#undef IAL_CPU_ISA
+#define IAL_CPU_ISA access_pattern
+#include "spn_scan/cpu/scan_kernels.h"
+
+namespace ial::spn::cpu::access_pattern {
+
+// forward_horizontal<false, float> with its loop over the tile's lines removed.
+void move_tiles(const ScanInputs<float>& in, float* h, const ScanGeometry& geo, const Tiling& tiling,
+                float* scratch, bool gates) {
+  const int64_t steps = geo.steps();
+  const int64_t n = geo.cross();
+  const int64_t hw = geo.plane_size();
+  const int64_t tw = tiling.tile;
+  const int64_t ls = padded_stride<float>(geo);
+  const int64_t tile = tw * ls;
+  float* la = scratch + kPad<float>;
+  float* lb = la + tile;
+  float* lc = lb + tile;
+  float* lx = lc + tile;
+  float* carry = lx + 2 * tile;
+  zero_pads(la, 5 * tw + in.channels, ls, n);
+  for (int64_t s0 = 0; s0 < steps; s0 += tw) {
+    const int64_t count = steps - s0 < tw ? steps - s0 : tw;
+    if (gates) {
+      gather_tile(in.a, geo, s0, count, la, ls);
+      gather_tile(in.b, geo, s0, count, lb, ls);
+      gather_tile(in.c, geo, s0, count, lc, ls);
+      drop_edge_gates(la, lc, count, ls, n);
+    }
+    for (int64_t ch = 0; ch < in.channels; ++ch) {
+      gather_tile(in.x + ch * hw, geo, s0, count, lx, ls);
+      if (ch + 1 < in.channels) {
+        prefetch_tile(in.x + (ch + 1) * hw, geo, tw, s0);
+      } else {
+        prefetch_tile(in.x, geo, tw, s0 + tw);
+        if (gates) {
+          prefetch_tile(in.a, geo, tw, s0 + tw);
+          prefetch_tile(in.b, geo, tw, s0 + tw);
+          prefetch_tile(in.c, geo, tw, s0 + tw);
+        }
+      }
+      scatter_tile(lx, geo, s0, count, h + ch * hw, ls);
+      std::memcpy(carry + ch * ls, lx + (count - 1) * ls, n * sizeof(float));
+    }
+  }
+}
+
+}  // namespace ial::spn::cpu::access_pattern
+#include "common/isa_end.h"
+
+namespace {
+
+// x (B, C, H, W) and gates (B, 3, H, W) float32, contiguous; direction 0 (left to right) or 1.
+// Returns x, moved through the scan's tiles; with `gates` the gate tiles are gathered too.
+at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t direction, bool with_gates) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(), "x: contiguous (B, C, H, W) float32");
+  TORCH_CHECK(gates.dim() == 4 && gates.size(1) == 3 && gates.scalar_type() == at::kFloat && gates.is_contiguous(),
+              "gates: contiguous (B, 3, H, W) float32");
+  TORCH_CHECK(direction == 0 || direction == 1, "direction: 0 or 1 (the horizontal scans)");
+  TORCH_CHECK(ial::cpu::active_isa() != ial::cpu::Isa::kDefault, "needs AVX2");
+  using namespace ial::spn;
+  ScanGeometry geo;
+  geo.batch = x.size(0);
+  geo.channels = x.size(1);
+  geo.height = x.size(2);
+  geo.width = x.size(3);
+  geo.horizontal = true;
+  geo.reverse = direction == 1;
+  geo.shared_gates = true;
+  at::Tensor out = at::empty_like(x);
+  const auto tiling = cpu::choose_tiling(geo, sizeof(float), /*backward=*/false);
+  const auto calls = cpu::channel_calls(geo.batch, geo.channels, /*shared_gates=*/true);
+  const auto& kernels = cpu::scan_kernels<float>();
+  const float* xd = x.const_data_ptr<float>();
+  const float* gd = gates.const_data_ptr<float>();
+  float* od = out.mutable_data_ptr<float>();
+  const int64_t hw = geo.plane_size();
+  at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
+    cpu::Scratch<float> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels, false));
+    for (int64_t call = begin; call < end; ++call) {
+      const int64_t b = calls.batch(call);
+      const int64_t p = b * geo.channels + calls.first(call);
+      const float* a = gd + b * 3 * hw;
+      cpu::access_pattern::move_tiles({xd + p * hw, a, a + hw, a + 2 * hw, calls.channels(call)}, od + p * hw, geo,
+                                      tiling, scratch.data(), with_gates);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("move_tiles", &move_tiles, "the horizontal shared scan's tile moves, without its arithmetic");
+  m.def("tile_width", [](int64_t height, int64_t width) {
+    ial::spn::ScanGeometry geo;
+    geo.height = height;
+    geo.width = width;
+    geo.horizontal = true;
+    return ial::spn::cpu::choose_tiling(geo, sizeof(float), false).tile;
+  });
+}
+#endif

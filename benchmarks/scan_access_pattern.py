@@ -1,0 +1,103 @@
+"""The horizontal shared-gate scan against its own memory access pattern, on the CPU.
+
+    python -m benchmarks.scan_access_pattern [--size 4 21 321 321] [--rounds 15] [--threads 2]
+
+A horizontal scan runs along the image's rows, each step needing the whole previous column, so
+it moves tiles of columns into line buffers and back (two transposes per element). This times,
+interleaved round by round in one process (x float32, gates (B, 3, H, W)):
+  - copy: x.copy_ into an existing tensor, the roofline of the suite (report.py);
+  - tiles: the scan's own tile gathers, scatters and prefetches (scan_access_pattern.cpp, the
+    library's code compiled beside it) with the line kernels left out: x goes out unchanged;
+  - tiles + gates: the same with the three gate tiles gathered per tile, as the scan does;
+  - scan: `spn_scan` forward with shared gates.
+Each as the median over rounds, the median of per-round ratios to the copy, and that over the
+values the suite's roofline counts for it (2 + 3/C per element for the scan and the tiles with
+gates, 2 for the others). A scan close to "tiles + gates" spends its time on the access pattern,
+not on its arithmetic.
+The module compiles on first use (torch.utils.cpp_extension, a minute); x86-64 with AVX2 only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+from torch.utils import cpp_extension
+
+import ial_ext
+from ial_ext.ops import spn_scan
+from ial_ext.train.config import RunConfig
+
+from .pairwise_iteration import cpu_model
+from .test_bench_spn_scan import gate_values, values_moved
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSRC = os.path.join(ROOT, "csrc")
+# The scan kernels and the dispatch they need, as setup.py compiles them.
+LIBRARY_SOURCES = [
+    "common/cpu_features.cpp",
+    "spn_scan/cpu/scan_dispatch.cpp",
+    "spn_scan/cpu/scan_kernels_avx2.cpp",
+    "spn_scan/cpu/scan_kernels_default.cpp",
+]
+
+
+def build():
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise SystemExit("scan_access_pattern: the tile moves it times are the AVX2 ones (x86-64 only)")
+    sources = [os.path.join(ROOT, "benchmarks", "scan_access_pattern.cpp")]
+    sources += [os.path.join(CSRC, source) for source in LIBRARY_SOURCES]
+    openmp = ["-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() else []
+    return cpp_extension.load("ial_scan_access_pattern", sources, extra_include_paths=[CSRC],
+                              extra_cflags=["-O3", *openmp], extra_ldflags=openmp)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, nargs=4, default=(4, 21, 321, 321), metavar=("B", "C", "H", "W"))
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--retained-heap-mib", type=int, default=RunConfig().retained_heap_mib)
+    args = parser.parse_args(argv)
+    module = build()
+    torch.set_num_threads(args.threads)
+    ial_ext.retain_freed_memory(args.retained_heap_mib)
+    b, c, h, w = args.size
+    x = torch.rand(b, c, h, w)
+    gates = torch.rand(b, 3, h, w) / 3
+    out = torch.empty_like(x)
+    for direction in (0, 1):
+        moved = module.move_tiles(x, gates, direction, True)
+        if not torch.equal(moved, x):
+            raise SystemExit("scan_access_pattern: the tile moves did not give x back")
+    steps = {"copy": lambda: out.copy_(x)}
+    for direction in (0, 1):
+        steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d, False)
+        steps[f"tiles + gates, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d, True)
+        steps[f"scan, dir {direction}"] = lambda d=direction: spn_scan(x, gates, d)
+    times = {name: [] for name in steps}
+    with torch.no_grad():
+        for round_ in range(args.rounds + 1):
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step()
+                if round_:  # the first round warms up
+                    times[name].append(time.perf_counter() - start)
+    result = {"size": [b, c, h, w], "threads": args.threads, "cpu": cpu_model(), "isa": ial_ext.cpu_info()["isa"],
+              "tile_width": module.tile_width(h, w), "copy_GB_s": 2 * x.nbytes / statistics.median(times["copy"]) / 1e9}
+    # What the suite's roofline counts (test_bench_spn_scan.values_moved), in copies of x.
+    copies = {"copy": 1.0, "tiles": 1.0, "tiles + gates": values_moved("forward", gate_values("shared", c)) / 2,
+              "scan": values_moved("forward", gate_values("shared", c)) / 2}
+    for name, values in times.items():
+        ratios = [t / copy for t, copy in zip(values, times["copy"])]
+        result[name] = {"ms": round(statistics.median(values) * 1e3, 3), "x_copy": round(statistics.median(ratios), 3),
+                        "x_roofline": round(statistics.median(ratios) / copies[name.split(",")[0]], 3)}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

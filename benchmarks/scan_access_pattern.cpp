@@ -34,8 +34,8 @@ void move_tiles(const ScanInputs<float>& in, float* h, const ScanGeometry& geo, 
   float* lb = la + tile;
   float* lc = lb + tile;
   float* lx = lc + tile;
-  float* carry = lx + 2 * tile;
-  zero_pads(la, 5 * tw + in.channels, ls, n);
+  float* carry = lx + tile;
+  zero_pads(la, 4 * tw + in.channels, ls, n);
   for (int64_t s0 = 0; s0 < steps; s0 += tw) {
     const int64_t count = steps - s0 < tw ? steps - s0 : tw;
     if (gates) {

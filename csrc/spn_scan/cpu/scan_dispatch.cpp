@@ -24,10 +24,10 @@ Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backwar
   const int64_t line = (std::max<int64_t>(1, geo.cross()) + 32) * element_size;  // a padded tile line, about
   Tiling tiling;
   // Horizontal: as many columns per tile (a multiple of 16, at most 128) as
-  // keep the tile buffers (5 forward, 10 backward) within 3/4 of this core's
+  // keep the tile buffers (4 forward, 10 backward) within 3/4 of this core's
   // L2. Wider tiles read and write the image in longer runs along its rows;
   // RESULTS.md has the measured widths.
-  const int64_t arrays = backward ? 10 : 5;
+  const int64_t arrays = backward ? 10 : 4;
   tiling.tile = std::clamp<int64_t>(l2 * 3 / 4 / (arrays * line) / 16 * 16, 16, 128);
   // Vertical, shared gates: the block's gate rows (and their gradient rows
   // backward) fill a quarter of the L2, the rest is for the streaming rows.

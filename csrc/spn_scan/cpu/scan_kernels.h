@@ -61,10 +61,20 @@ inline T gate_factor(T s, T r) {
   return r < s ? r : s;
 }
 
-// Positions [begin, end) with every neighbour present:
+// One position with every neighbour present:
 // h = x + a (hp[i-1] - x) + b (hp[i] - x) + c (hp[i+1] - x), which is
 // (1 - a - b - c) x + a hp[i-1] + b hp[i] + c hp[i+1]; scaled, the three
 // terms are multiplied by f.
+template <bool kScaled, typename T>
+inline T forward_value(T xv, T a, T b, T c, T left, T middle, T right, T f) {
+  if constexpr (kScaled) {
+    return xv + f * (a * (left - xv) + b * (middle - xv) + c * (right - xv));
+  } else {
+    return xv + a * (left - xv) + b * (middle - xv) + c * (right - xv);
+  }
+}
+
+// Positions [begin, end) with every neighbour present.
 template <bool kScaled, typename T>
 inline void forward_span(
     const T* __restrict__ x,
@@ -78,13 +88,8 @@ inline void forward_span(
     const T* __restrict__ r,
     T s) {
   for (int64_t i = begin; i < end; ++i) {
-    const T xv = x[i];
-    if constexpr (kScaled) {
-      const T f = gate_factor(s, r[i]);
-      h[i] = xv + f * (a[i] * (hp[i - 1] - xv) + b[i] * (hp[i] - xv) + c[i] * (hp[i + 1] - xv));
-    } else {
-      h[i] = xv + a[i] * (hp[i - 1] - xv) + b[i] * (hp[i] - xv) + c[i] * (hp[i + 1] - xv);
-    }
+    const T f = kScaled ? gate_factor(s, r[i]) : T(1);
+    h[i] = forward_value<kScaled>(x[i], a[i], b[i], c[i], hp[i - 1], hp[i], hp[i + 1], f);
   }
 }
 
@@ -126,22 +131,24 @@ void forward_line(
   h[l] = x[l] + a[l] * (hp[l - 1] - x[l]) + b[l] * (hp[l] - x[l]);
 }
 
-// A padded line: positions [0, n_vec), n_vec = n rounded up to whole vectors.
+// A padded line, scanned in place: `line` holds x and gets h, positions [0,
+// n_vec), n_vec = n rounded up to whole vectors. In place, a tile's x and h
+// share one buffer: half the cache the channel's tile would take otherwise.
 template <bool kScaled, typename T>
 void forward_line_padded(
-    const T* __restrict__ x,
+    T* __restrict__ line,
     const T* __restrict__ a,
     const T* __restrict__ b,
     const T* __restrict__ c,
     const T* __restrict__ hp,
-    T* __restrict__ h,
     int64_t n_vec,
     GateScale<T> scale = {}) {
-  if (hp == nullptr) {
-    std::memcpy(h, x, n_vec * sizeof(T));
-    return;
+  if (hp == nullptr) return;  // the first line: h = x
+  const T* __restrict__ r = scale.r;
+  for (int64_t i = 0; i < n_vec; ++i) {
+    const T f = kScaled ? gate_factor(scale.s, r[i]) : T(1);
+    line[i] = forward_value<kScaled>(line[i], a[i], b[i], c[i], hp[i - 1], hp[i], hp[i + 1], f);
   }
-  forward_span<kScaled>(x, a, b, c, hp, h, 0, n_vec, scale.r, scale.s);
 }
 
 // One backward step. `na/nb/nc` hold what line s+1 sends back through its
@@ -676,9 +683,10 @@ inline Ahead ahead_backward(int64_t ch, int64_t s, int64_t s0, int64_t s1, int64
 
 template <typename T>
 int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels, bool scaled) {
-  // Horizontal: gate (and gate scale), x and h tiles, and each channel's last
-  // line of the previous tile. Vertical: two rows of h per channel for merge_max.
-  const int64_t lines = geo.horizontal ? (scaled ? 6 : 5) * tiling.tile + channels : 2 * channels;
+  // Horizontal: gate (and gate scale) tiles, the x tile the scan turns into h,
+  // and each channel's last line of the previous tile. Vertical: two rows of h
+  // per channel for merge_max.
+  const int64_t lines = geo.horizontal ? (scaled ? 5 : 4) * tiling.tile + channels : 2 * channels;
   return lines * padded_stride<T>(geo) + kPad<T>;
 }
 
@@ -743,11 +751,10 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
   T* la = scratch + kPad<T>;
   T* lb = la + tile;
   T* lc = lb + tile;
-  T* lx = lc + tile;
-  T* lh = lx + tile;
-  T* lr = lh + tile;  // the gate scale's r, when scaled
+  T* lx = lc + tile;  // a channel's x tile, then its h tile
+  T* lr = lx + tile;  // the gate scale's r, when scaled
   T* carry = kScaled ? lr + tile : lr;  // channel k: h of the last line of its previous tile, at k * ls
-  zero_pads(la, (kScaled ? 6 : 5) * tw + channels, ls, n);
+  zero_pads(la, (kScaled ? 5 : 4) * tw + channels, ls, n);
   for (int64_t s0 = 0; s0 < steps; s0 += tw) {
     const int64_t count = steps - s0 < tw ? steps - s0 : tw;
     gather_tile(in.a, geo, s0, count, la, ls);
@@ -768,14 +775,14 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
       }
       T* last = carry + ch * ls;
       for (int64_t k = 0; k < count; ++k) {
-        const T* hp = k > 0 ? lh + (k - 1) * ls : (s0 > 0 ? last : nullptr);
+        const T* hp = k > 0 ? lx + (k - 1) * ls : (s0 > 0 ? last : nullptr);
         const int64_t off = k * ls;
         GateScale<T> scale;
         if constexpr (kScaled) scale = {lr + off, in.strength[ch]};
-        forward_line_padded<kScaled>(lx + off, la + off, lb + off, lc + off, hp, lh + off, n_vec, scale);
+        forward_line_padded<kScaled>(lx + off, la + off, lb + off, lc + off, hp, n_vec, scale);
       }
-      scatter_tile(lh, geo, s0, count, h + ch * hw, ls, in.merge_max);
-      std::memcpy(last, lh + (count - 1) * ls, n * sizeof(T));
+      scatter_tile(lx, geo, s0, count, h + ch * hw, ls, in.merge_max);
+      std::memcpy(last, lx + (count - 1) * ls, n * sizeof(T));
     }
   }
 }

@@ -1,7 +1,7 @@
 // The memory access pattern of the horizontal shared-gate scan without its arithmetic: the
-// library's own tile gathers, scatters and prefetches (scan_kernels.h, compiled here as in
-// scan_kernels_avx2.cpp) in the order forward_horizontal runs them, with the line kernels left
-// out, so every x tile goes back out unchanged. Built by benchmarks/scan_access_pattern.py.
+// library's own forward_horizontal (scan_kernels.h, compiled here as in scan_kernels_avx2.cpp)
+// with its line kernels left out, so every x tile goes back out unchanged. Built by
+// benchmarks/scan_access_pattern.py.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -21,45 +21,9 @@
 
 namespace ial::spn::cpu::access_pattern {
 
-// forward_horizontal<false, float> with its loop over the tile's lines removed.
-void move_tiles(const ScanInputs<float>& in, float* h, const ScanGeometry& geo, const Tiling& tiling,
-                float* scratch, bool gates) {
-  const int64_t steps = geo.steps();
-  const int64_t n = geo.cross();
-  const int64_t hw = geo.plane_size();
-  const int64_t tw = tiling.tile;
-  const int64_t ls = padded_stride<float>(geo);
-  const int64_t tile = tw * ls;
-  float* la = scratch + kPad<float>;
-  float* lb = la + tile;
-  float* lc = lb + tile;
-  float* lx = lc + tile;
-  float* carry = lx + tile;
-  zero_pads(la, 4 * tw + in.channels, ls, n);
-  for (int64_t s0 = 0; s0 < steps; s0 += tw) {
-    const int64_t count = steps - s0 < tw ? steps - s0 : tw;
-    if (gates) {
-      gather_tile(in.a, geo, s0, count, la, ls);
-      gather_tile(in.b, geo, s0, count, lb, ls);
-      gather_tile(in.c, geo, s0, count, lc, ls);
-      drop_edge_gates(la, lc, count, ls, n);
-    }
-    for (int64_t ch = 0; ch < in.channels; ++ch) {
-      gather_tile(in.x + ch * hw, geo, s0, count, lx, ls);
-      if (ch + 1 < in.channels) {
-        prefetch_tile(in.x + (ch + 1) * hw, geo, tw, s0);
-      } else {
-        prefetch_tile(in.x, geo, tw, s0 + tw);
-        if (gates) {
-          prefetch_tile(in.a, geo, tw, s0 + tw);
-          prefetch_tile(in.b, geo, tw, s0 + tw);
-          prefetch_tile(in.c, geo, tw, s0 + tw);
-        }
-      }
-      scatter_tile(lx, geo, s0, count, h + ch * hw, ls);
-      std::memcpy(carry + ch * ls, lx + (count - 1) * ls, n * sizeof(float));
-    }
-  }
+// The shared horizontal forward with its line kernels left out.
+void move_tiles(const ScanInputs<float>& in, float* h, const ScanGeometry& geo, const Tiling& tiling, float* scratch) {
+  forward_horizontal<false, float, /*kLineKernels=*/false>(in, h, geo, tiling, scratch);
 }
 
 }  // namespace ial::spn::cpu::access_pattern
@@ -68,8 +32,8 @@ void move_tiles(const ScanInputs<float>& in, float* h, const ScanGeometry& geo, 
 namespace {
 
 // x (B, C, H, W) and gates (B, 3, H, W) float32, contiguous; direction 0 (left to right) or 1.
-// Returns x, moved through the scan's tiles; with `gates` the gate tiles are gathered too.
-at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t direction, bool with_gates) {
+// Returns x, moved through the scan's tiles (the gate tiles gathered as the scan does).
+at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t direction) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(), "x: contiguous (B, C, H, W) float32");
   TORCH_CHECK(gates.dim() == 4 && gates.size(1) == 3 && gates.scalar_type() == at::kFloat && gates.is_contiguous(),
               "gates: contiguous (B, 3, H, W) float32");
@@ -99,7 +63,7 @@ at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t dire
       const int64_t p = b * geo.channels + calls.first(call);
       const float* a = gd + b * 3 * hw;
       cpu::access_pattern::move_tiles({xd + p * hw, a, a + hw, a + 2 * hw, calls.channels(call)}, od + p * hw, geo,
-                                      tiling, scratch.data(), with_gates);
+                                      tiling, scratch.data());
     }
   });
   return out;

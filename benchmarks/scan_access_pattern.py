@@ -6,14 +6,13 @@ A horizontal scan runs along the image's rows, each step needing the whole previ
 it moves tiles of columns into line buffers and back (two transposes per element). This times,
 interleaved round by round in one process (x float32, gates (B, 3, H, W)):
   - copy: x.copy_ into an existing tensor, the roofline of the suite (report.py);
-  - tiles: the scan's own tile gathers, scatters and prefetches (scan_access_pattern.cpp, the
-    library's code compiled beside it) with the line kernels left out: x goes out unchanged;
-  - tiles + gates: the same with the three gate tiles gathered per tile, as the scan does;
+  - tiles: the scan's own forward (scan_access_pattern.cpp, the library's code compiled beside
+    it) with the line kernels left out: the same gathers of the gate and x tiles, scatters and
+    prefetches, and x goes out unchanged;
   - scan: `spn_scan` forward with shared gates.
 Each as the median over rounds, the median of per-round ratios to the copy, and that over the
-values the suite's roofline counts for it (2 + 3/C per element for the scan and the tiles with
-gates, 2 for the others). A scan close to "tiles + gates" spends its time on the access pattern,
-not on its arithmetic.
+values the suite's roofline counts for both (2 + 3/C per element). A scan close to "tiles" spends
+its time on the access pattern, not on its arithmetic.
 The module compiles on first use (torch.utils.cpp_extension, a minute); x86-64 with AVX2 only.
 """
 from __future__ import annotations
@@ -71,13 +70,12 @@ def main(argv=None) -> None:
     gates = torch.rand(b, 3, h, w) / 3
     out = torch.empty_like(x)
     for direction in (0, 1):
-        moved = module.move_tiles(x, gates, direction, True)
+        moved = module.move_tiles(x, gates, direction)
         if not torch.equal(moved, x):
             raise SystemExit("scan_access_pattern: the tile moves did not give x back")
     steps = {"copy": lambda: out.copy_(x)}
     for direction in (0, 1):
-        steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d, False)
-        steps[f"tiles + gates, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d, True)
+        steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d)
         steps[f"scan, dir {direction}"] = lambda d=direction: spn_scan(x, gates, d)
     times = {name: [] for name in steps}
     with torch.no_grad():
@@ -90,8 +88,8 @@ def main(argv=None) -> None:
     result = {"size": [b, c, h, w], "threads": args.threads, "cpu": cpu_model(), "isa": ial_ext.cpu_info()["isa"],
               "tile_width": module.tile_width(h, w), "copy_GB_s": 2 * x.nbytes / statistics.median(times["copy"]) / 1e9}
     # What the suite's roofline counts (test_bench_spn_scan.values_moved), in copies of x.
-    copies = {"copy": 1.0, "tiles": 1.0, "tiles + gates": values_moved("forward", gate_values("shared", c)) / 2,
-              "scan": values_moved("forward", gate_values("shared", c)) / 2}
+    scan_copies = values_moved("forward", gate_values("shared", c)) / 2
+    copies = {"copy": 1.0, "tiles": scan_copies, "scan": scan_copies}
     for name, values in times.items():
         ratios = [t / copy for t, copy in zip(values, times["copy"])]
         result[name] = {"ms": round(statistics.median(values) * 1e3, 3), "x_copy": round(statistics.median(ratios), 3),

@@ -737,7 +737,9 @@ void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, co
   }
 }
 
-template <bool kScaled, typename T>
+// kLineKernels = false leaves the tile's lines as gathered, so x comes back out unchanged: the
+// scan's memory traffic without its arithmetic (benchmarks/scan_access_pattern.cpp).
+template <bool kScaled, typename T, bool kLineKernels = true>
 void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, const Tiling& tiling,
                         T* scratch) {
   const int64_t steps = geo.steps();
@@ -774,7 +776,7 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
         if constexpr (kScaled) prefetch_tile(in.r, geo, tw, s0 + tw);
       }
       T* last = carry + ch * ls;
-      for (int64_t k = 0; k < count; ++k) {
+      for (int64_t k = 0; kLineKernels && k < count; ++k) {
         const T* hp = k > 0 ? lx + (k - 1) * ls : (s0 > 0 ? last : nullptr);
         const int64_t off = k * ls;
         GateScale<T> scale;

@@ -15,13 +15,15 @@ SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
 #   cuda-compile  nvcc on every csrc/**/*.cu against the installed (CPU) torch's headers:
 #                 seconds, no CUDA torch needed.
 #   cuda-check    that, then the whole extension built against a CUDA build of torch in
-#                 its own environment (about 5.5 GB), linked and imported.
+#                 its own environment (about 5.5 GB), linked and imported (.ci/link_cuda.sh).
+#                 CUDA_LINK=if-space skips the link, saying so, on a disk without that room.
 CUDA_VENV ?= .venv-cuda
 CUDA_TORCH_SPEC ?= torch==2.14.1
 CUDA_VENV_MIN_FREE_GB ?= 7
 CUDA_HOME ?= /usr/local/cuda
 TORCH_CUDA_ARCH_LIST ?= 9.0
 CUDA_BUILD_DIR := .build-cuda
+CUDA_LINK ?= always
 
 .PHONY: demo test bench cuda-compile cuda-check clean
 
@@ -56,23 +58,9 @@ cuda-compile: $(VENV)/.deps
 	CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(BIN)/python .ci/compile_cuda.py
 
 cuda-check: cuda-compile
-	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
-	@$(CUDA_VENV)/bin/python -c "import torch; assert torch.version.cuda" 2>/dev/null || { \
-		free_gb=$$(df -Pk $(CUDA_VENV) | awk 'NR == 2 { print int($$4 / 1048576) }'); \
-		if [ "$$free_gb" -lt $(CUDA_VENV_MIN_FREE_GB) ]; then \
-			echo "cuda-check: $(CUDA_TORCH_SPEC) needs about $(CUDA_VENV_MIN_FREE_GB) GB free in $(CUDA_VENV), $$free_gb GB are" >&2; \
-			exit 1; \
-		fi; \
-		echo "$(CUDA_VENV)/bin/pip install --no-cache-dir $(CUDA_TORCH_SPEC) numpy"; \
-		$(CUDA_VENV)/bin/pip install --no-cache-dir "$(CUDA_TORCH_SPEC)" numpy; }
-	$(CUDA_VENV)/bin/pip install --no-cache-dir setuptools wheel pybind11 ninja
-	rm -rf $(CUDA_BUILD_DIR) && mkdir -p $(CUDA_BUILD_DIR)/src
-	git ls-files -co --exclude-standard | tar -T - -cf - | tar -xf - -C $(CUDA_BUILD_DIR)/src
-	cd $(CUDA_BUILD_DIR)/src && CUDA_HOME=$(CUDA_HOME) IAL_EXT_CUDA=1 \
-		TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" MAX_JOBS=2 \
-		$(abspath $(CUDA_VENV))/bin/pip wheel --no-build-isolation --no-deps -w ../dist .
-	$(CUDA_VENV)/bin/pip install --no-deps --force-reinstall $(CUDA_BUILD_DIR)/dist/*.whl
-	cd $(CUDA_BUILD_DIR) && $(abspath $(CUDA_VENV))/bin/python $(abspath .ci/check_cuda_build.py)
+	CUDA_VENV=$(CUDA_VENV) CUDA_TORCH_SPEC="$(CUDA_TORCH_SPEC)" CUDA_VENV_MIN_FREE_GB=$(CUDA_VENV_MIN_FREE_GB) \
+		CUDA_BUILD_DIR=$(CUDA_BUILD_DIR) CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" \
+		PYTHON=$(PYTHON) CUDA_LINK=$(CUDA_LINK) bash .ci/link_cuda.sh
 
 clean:
 	rm -rf build $(CUDA_BUILD_DIR) ial_ext/*.so $(VENV)/.built

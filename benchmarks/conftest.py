@@ -4,22 +4,22 @@ import pytest
 import torch
 
 import ial_ext  # noqa: F401  (registers the ops)
-from ial_ext.train.config import RunConfig
+
+from .cpu_memory import add_memory_options, apply_memory_options
 
 # The acceptance figures are for 2 CPU threads; CUDA rows ignore this.
 CPU_THREADS = 2
 
 
 def pytest_addoption(parser):
-    parser.addoption("--retained-heap-mib", type=int, default=RunConfig().retained_heap_mib,
-                     help="the trainer's run.retained_heap_mib for the benchmark process (0: glibc's own thresholds)")
+    add_memory_options(parser.addoption)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _process(request):
-    """The trainer's CPU settings: its thread count and its heap (ial_ext.retain_freed_memory)."""
+    """The trainer's CPU settings: its thread count and its memory settings."""
     torch.set_num_threads(CPU_THREADS)
-    ial_ext.retain_freed_memory(request.config.getoption("retained_heap_mib"))
+    apply_memory_options(request.config.getoption("retained_heap_mib"), request.config.getoption("large_tensor_heap"))
 
 
 def device_sync(device: str) -> None:
@@ -58,4 +58,5 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     info["output_cache"] = f"IAL_EXT_OUTPUT_CACHE_MB={os.environ.get('IAL_EXT_OUTPUT_CACHE_MB', '0 (off)')}"
     info["allocator"] = os.environ.get("LD_PRELOAD", "glibc malloc")
     info["retained_heap_mib"] = config.getoption("retained_heap_mib")
+    info["large_tensor_heap"] = config.getoption("large_tensor_heap")
     machine_info["ial_ext_cpu"] = info

@@ -15,11 +15,10 @@ import time
 
 import torch
 
-import ial_ext
 from ial_ext.nn import SpatialPropagation
 from ial_ext.ops import spn_scan, superpixel_pool, superpixel_unpool
-from ial_ext.train.config import RunConfig
 
+from .cpu_memory import add_memory_options, apply_memory_options
 from .superpixel_labels import make_labels
 from .test_bench_spn_scan import LAYOUTS, PROPAGATION_SIZES, gate_values, values_moved
 from .test_bench_superpixel_pool import SIZES as POOL_SIZES
@@ -126,14 +125,13 @@ def main():
     parser.add_argument("--what", default="scan,propagate,pool")
     parser.add_argument("--calls", type=int, default=11, help="timed calls per row (median)")
     parser.add_argument("--labels", default="voronoi,slic,felzenszwalb,random")
-    parser.add_argument("--retained-heap-mib", type=int, default=RunConfig().retained_heap_mib,
-                        help="as the trainer's run.retained_heap_mib (0: glibc's own thresholds)")
+    add_memory_options(parser.add_argument)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    retained = ial_ext.retain_freed_memory(args.retained_heap_mib)
+    memory = apply_memory_options(args.retained_heap_mib, args.large_tensor_heap)
     bandwidth = copy_bandwidth(15)
     print(f"one thread, CPU time; copy (read + write) {bandwidth / 1e9:.1f} GB/s; "
-          f"retained heap {args.retained_heap_mib if retained else 0} MiB")
+          f"retained heap {memory['retained_heap_mib']} MiB, large-tensor heap {memory['large_tensor_heap']}")
     what = args.what.split(",")
     if "scan" in what:
         scan_rows(bandwidth, args.calls)

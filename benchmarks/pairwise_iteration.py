@@ -22,19 +22,20 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-import ial_ext  # registers the ops
+import ial_ext  # noqa: F401  (registers the ops)
 from ial_ext.data import SyntheticDataset
 from ial_ext.models import PairwiseNetwork, UnaryNetwork
 from ial_ext.ops import spn_scan
 from ial_ext.superpixels import felzenszwalb_superpixels
-from ial_ext.train.config import Config, RunConfig
+from ial_ext.train.config import Config
 from ial_ext.train.losses import segmentation_loss
 from ial_ext.train.optim import ScheduledSGD
 from ial_ext.train.steps.pairwise import PairwiseWithGates, pairwise_loss
 from ial_ext.nn import RegionSmoothnessLoss
+
+from .cpu_memory import add_memory_options, apply_memory_options
 
 NUM_CLASSES = 21
 UNKNOWN_FRACTION = 0.3  # mined regions leave about this much of an image unknown (255)
@@ -185,18 +186,17 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("pairwise", "floor", "unary"))
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--retained-heap-mib", type=int, default=RunConfig().retained_heap_mib,
-                        help="as the trainer's run.retained_heap_mib (0: glibc's own thresholds)")
+    add_memory_options(parser.add_argument)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    retained = ial_ext.retain_freed_memory(args.retained_heap_mib)
+    memory = apply_memory_options(args.retained_heap_mib, args.large_tensor_heap)
     inputs = make_inputs(args.batch, args.size)
     steps = {"pairwise": lambda: pairwise_step(inputs, args.variant), "floor": lambda: floor_step(inputs, args.variant),
              "unary": lambda: unary_step(inputs)}
     if args.only:
         steps = {args.only: steps[args.only]}
     result = {"batch": args.batch, "size": args.size, "variant": args.variant, "threads": args.threads,
-              "cpu": cpu_model(), "retained_heap_mib": args.retained_heap_mib if retained else 0}
+              "cpu": cpu_model(), **memory}
     if args.profile:
         result["profile"] = profile_split(steps["pairwise"]())
     else:

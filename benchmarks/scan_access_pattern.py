@@ -29,8 +29,8 @@ from torch.utils import cpp_extension
 
 import ial_ext
 from ial_ext.ops import spn_scan
-from ial_ext.train.config import RunConfig
 
+from .cpu_memory import add_memory_options, apply_memory_options
 from .pairwise_iteration import cpu_model
 from .test_bench_spn_scan import gate_values, values_moved
 
@@ -60,11 +60,11 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, nargs=4, default=(4, 21, 321, 321), metavar=("B", "C", "H", "W"))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--retained-heap-mib", type=int, default=RunConfig().retained_heap_mib)
+    add_memory_options(parser.add_argument)
     args = parser.parse_args(argv)
     module = build()
     torch.set_num_threads(args.threads)
-    ial_ext.retain_freed_memory(args.retained_heap_mib)
+    apply_memory_options(args.retained_heap_mib, args.large_tensor_heap)
     b, c, h, w = args.size
     x = torch.rand(b, c, h, w)
     gates = torch.rand(b, 3, h, w) / 3

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/cpu_features.h"
+#include "common/large_block_heap.h"
 #include "common/output_memory.h"
 
 namespace {
@@ -55,6 +56,12 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "retain_freed_memory", &ial::common::retain_freed_memory,
       "glibc: blocks below this many bytes come from the heap and stay there when freed; returns whether it took effect.");
+  m.def(
+      "install_large_block_heap", &ial::common::install_large_block_heap,
+      "CPU tensors of 1 MiB and more from a heap of their own; returns whether it is torch's CPU allocator now.");
+  m.def(
+      "release_large_block_pages", &ial::common::release_large_block_pages,
+      "Gives the pages of the large-tensor heap's free ranges back to the OS; returns their bytes.");
   m.def(
       "threads_used_by_parallel_for", &threads_used_by_parallel_for,
       "How many threads the CPU kernels' parallel loops use for this many work items.");

@@ -48,10 +48,30 @@ def retain_freed_memory(limit_mib: int) -> bool:
     return bool(limit_mib > 0 and _C.retain_freed_memory(int(limit_mib) << 20))
 
 
+def use_large_tensor_heap() -> bool:
+    """Takes every CPU tensor of 1 MiB and more, for the rest of the process, from a heap that
+    holds only such blocks and keeps their pages for the next one (Linux).
+
+    In glibc's heap small long-lived blocks pin holes between the large ones, and a training
+    loop's peak RSS climbs from one iteration to the next; here large blocks meet only large
+    ones, and freed neighbours merge. Its pages stay mapped, as the retained heap's do (no page
+    is cleared twice); `release_large_tensor_pages()` gives the free ones back. The trainer calls
+    it on the CPU (run.large_tensor_heap). Returns whether it is torch's CPU allocator now."""
+    return bool(_C.install_large_block_heap())
+
+
+def release_large_tensor_pages() -> int:
+    """Gives the free pages of the large-tensor heap back to the OS; returns their bytes."""
+    return _C.release_large_block_pages()
+
+
 def cpu_info() -> dict:
     """What the CPU kernels run on: ``isa`` ("avx512", "avx2" or "default", after torch's
     ATEN_CPU_CAPABILITY) and the cache sizes their tiling follows (bytes)."""
     return dict(_C.cpu_info())
 
 
-__all__ = ["ops", "nn", "built_with_cuda", "cpu_info", "release_output_cache", "retain_freed_memory", "__version__"]
+__all__ = [
+    "ops", "nn", "built_with_cuda", "cpu_info", "release_output_cache", "retain_freed_memory",
+    "use_large_tensor_heap", "release_large_tensor_pages", "__version__",
+]

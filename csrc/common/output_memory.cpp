@@ -1,5 +1,7 @@
 #include "output_memory.h"
 
+#include "large_block_heap.h"
+
 #include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/core/Allocator.h>
@@ -148,7 +150,8 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
   const auto dtype = c10::typeMetaToScalarType(options.dtype());
   const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) * c10::elementSize(dtype);
   auto& outputs = CachingOutputAllocator::instance();
-  if (bytes < kMinCachedBytes || (heap_retains_freed_memory.load() && !outputs.caches())) {
+  const bool heap_keeps_pages = heap_retains_freed_memory.load() || large_block_heap_installed();
+  if (bytes < kMinCachedBytes || (heap_keeps_pages && !outputs.caches())) {
     return at::empty(sizes, options);
   }
   return at::Tensor(at::detail::empty_generic(

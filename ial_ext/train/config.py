@@ -156,6 +156,10 @@ class RunConfig:
         256, "on the CPU with glibc, freed blocks below this many MiB stay in the process for reuse instead of "
         "being returned to the OS and cleared again on the next iteration (0: glibc's own thresholds)", minimum=0
     )
+    large_tensor_heap: bool = setting(
+        True, "on the CPU (Linux), tensors of 1 MiB and more come from a heap of their own, which keeps the "
+        "peak memory of a long run from creeping up as glibc's heap fragments (false: torch's allocator)"
+    )
     figure_images: int = setting(4, "rows of the per-step figure", minimum=0)
     progress: bool = setting(True, "tqdm progress bars")
     precision: str = setting(

@@ -25,7 +25,7 @@ RUN_FOLDERS = ("checkpoints", "labels", "figures")
 # (the thread count and device change the last bits of the arithmetic, as documented).
 RESUMABLE_CHANGES = {
     "run.resume", "run.overwrite", "run.output_dir", "run.progress", "run.threads", "run.device", "run.workers",
-    "run.retained_heap_mib",
+    "run.retained_heap_mib", "run.large_tensor_heap",
     "run.checkpoint_minutes", "run.figure_images", "mining.cache_dir", "loop.steps",
 }
 

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .. import retain_freed_memory
+from .. import retain_freed_memory, use_large_tensor_heap
 from .config import RunConfig
 from .sampling import ShardBatches, ShuffledBatches
 
@@ -148,6 +148,14 @@ def _derive_seed(seed: int, *stream: object) -> int:
     return value % 2**63
 
 
+def keep_freed_cpu_memory(config: RunConfig) -> dict:
+    """The trainer's CPU memory settings for this process (run.large_tensor_heap,
+    run.retained_heap_mib); returns those that took effect."""
+    heap = config.large_tensor_heap and use_large_tensor_heap()
+    retained = retain_freed_memory(config.retained_heap_mib)
+    return {"large_tensor_heap": heap, "retained_heap_mib": config.retained_heap_mib if retained else 0}
+
+
 def create_runtime(config: RunConfig) -> Runtime:
     """Joins the torchrun process group when launched by torchrun (RANK/WORLD_SIZE set)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -157,7 +165,7 @@ def create_runtime(config: RunConfig) -> Runtime:
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     if device.type == "cpu":
-        retain_freed_memory(config.retained_heap_mib)
+        keep_freed_cpu_memory(config)
     if world_size > 1 and not dist.is_initialized():
         # Both backends: the few collectives (score counts, decisions) may meet CPU tensors too.
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"

@@ -1,11 +1,12 @@
 // Superpixel pooling on the CPU, threaded without atomics.
 //
 // Every op runs in two passes:
-//  1. Index (parallel over images): one sweep over the labels counts the pixels
-//     of every id and checks the range; the ids present in image b get dense
-//     slots 1..n_b, and every pixel gets an int32 slot (0 for -1 or, with
-//     check_ids=false, an out-of-range id). Labels are read twice per image,
-//     a few percent of the traffic of x.
+//  1. Index (parallel over images): one branch-free sweep over the labels writes
+//     every pixel's int32 slot as id + 1 (0 for -1 or, with check_ids=false, an
+//     out-of-range id) and checks the range; a histogram of the slots counts the
+//     pixels of every id. The ids present in image b get dense slots 1..n_b:
+//     where they are 0..n_b-1 the slots are already those, otherwise one more
+//     sweep renumbers them.
 //  2. Data, each thread owning whole outputs so nothing is shared:
 //     - float32 with AVX2 (pool_kernels_avx2.cpp): tasks are (image, group of 8
 //       channels); 8x8 transposes put the 8 channels of a pixel in one vector,
@@ -56,6 +57,43 @@ struct SegmentIndex {
   int64_t max_present = 0;
 };
 
+// Every pixel's slot as its id + 1 (0 for -1 and ids out of [0, K)), without a
+// branch so that the compiler vectorises it; returns whether some id is neither
+// in range nor -1.
+bool write_id_slots(const int64_t* __restrict__ labels, int64_t hw, int64_t k, int32_t* __restrict__ slot) {
+  const uint64_t range = static_cast<uint64_t>(k);
+  int bad = 0;
+  for (int64_t p = 0; p < hw; ++p) {
+    const int64_t id = labels[p];
+    const bool valid = static_cast<uint64_t>(id) < range;
+    slot[p] = valid ? static_cast<int32_t>(id + 1) : 0;
+    bad |= static_cast<int>(!valid & (id != -1));
+  }
+  return bad != 0;
+}
+
+// counts[s] = pixels of slot s, s in [0, slots). U interleaved histograms keep
+// the pixels of one segment, which come in runs, from chaining through memory.
+template <int U>
+void count_slots(const int32_t* __restrict__ slot, int64_t hw, int64_t slots, std::vector<int32_t>& counts) {
+  counts.assign(U * slots, 0);
+  int32_t* __restrict__ c = counts.data();
+  int64_t p = 0;
+  for (; p + U <= hw; p += U) {
+    for (int u = 0; u < U; ++u) {
+      ++c[u * slots + slot[p + u]];
+    }
+  }
+  for (; p < hw; ++p) {
+    ++c[slot[p]];
+  }
+  for (int u = 1; u < U; ++u) {
+    for (int64_t s = 0; s < slots; ++s) {
+      c[s] += c[u * slots + s];
+    }
+  }
+}
+
 SegmentIndex build_index(
     const at::Tensor& labels,
     const PoolGeometry& geo,
@@ -72,34 +110,45 @@ SegmentIndex build_index(
   index.counts.resize(geo.batch);
   std::vector<int64_t> first_bad(geo.batch, -1);
   const int64_t* lab = labels.const_data_ptr<int64_t>();
-  const uint64_t range = static_cast<uint64_t>(k);
   at::parallel_for(0, geo.batch, 1, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> map;
+    std::vector<int32_t> counts;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t* l = lab + b * hw;
       int32_t* slot = index.slot.data() + b * hw;
-      map.assign(k, 0);
-      for (int64_t p = 0; p < hw; ++p) {
-        const int64_t id = l[p];
-        if (static_cast<uint64_t>(id) < range) {
-          ++map[id];
-        } else if (id != -1 && first_bad[b] < 0) {
-          first_bad[b] = p;
+      if (write_id_slots(l, hw, k, slot) && check_ids) {
+        const uint64_t range = static_cast<uint64_t>(k);
+        for (int64_t p = 0; p < hw && first_bad[b] < 0; ++p) {
+          if (static_cast<uint64_t>(l[p]) >= range && l[p] != -1) {
+            first_bad[b] = p;
+          }
         }
       }
+      // Four histograms pay off while they are small next to the image.
+      if (4 * (k + 1) <= hw) {
+        count_slots<4>(slot, hw, k + 1, counts);
+      } else {
+        count_slots<1>(slot, hw, k + 1, counts);
+      }
+      // Present ids get dense slots 1..n; where they are 0..n-1 (superpixels
+      // as scikit-image numbers them), the slots written above already are.
       auto& ids = index.ids[b];
-      auto& counts = index.counts[b];
+      auto& present_counts = index.counts[b];
       int32_t n = 0;
-      for (int64_t s = 0; s < k; ++s) {
-        if (map[s] > 0) {
-          ids.push_back(s);
-          counts.push_back(static_cast<double>(map[s]));
-          map[s] = ++n;
+      bool dense = true;
+      for (int64_t id = 0; id < k; ++id) {
+        const int32_t count = counts[id + 1];
+        if (count > 0) {
+          dense = dense && id == n;
+          ids.push_back(id);
+          present_counts.push_back(static_cast<double>(count));
+          counts[id + 1] = ++n;
         }
       }
-      for (int64_t p = 0; p < hw; ++p) {
-        const int64_t id = l[p];
-        slot[p] = static_cast<uint64_t>(id) < range ? map[id] : 0;
+      if (!dense) {
+        counts[0] = 0;
+        for (int64_t p = 0; p < hw; ++p) {
+          slot[p] = counts[slot[p]];
+        }
       }
     }
   });

@@ -1,4 +1,4 @@
-// Which channel-group kernels the superpixel ops run (common/cpu_features.h).
+// Which kernels the superpixel ops run (common/cpu_features.h).
 #include "pool_kernels_api.h"
 #include "../../common/cpu_features.h"
 
@@ -12,6 +12,15 @@ const GroupKernels* group_kernels() {
     return nullptr;
   }
   return &avx2_kernels;
+}
+
+const LabelKernels& label_kernels() {
+  static const LabelKernels portable_kernels = portable::label_kernels();
+  static const LabelKernels avx2_kernels = avx2::label_kernels();
+  if (ial::cpu::active_isa() == ial::cpu::Isa::kDefault || avx2_kernels.build_runs == nullptr) {
+    return portable_kernels;
+  }
+  return avx2_kernels;
 }
 
 } // namespace cpu

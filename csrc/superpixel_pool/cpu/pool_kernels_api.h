@@ -50,13 +50,36 @@ struct GroupKernels {
   GatherGroup gather;
 };
 
+// The label passes, for every dtype.
+// slot[p] = labels[p] + 1 for ids in [0, k), else 0; returns whether some id
+// is neither in [0, k) nor -1.
+using WriteIdSlots = bool (*)(const int64_t* labels, int64_t pixels, int64_t k, int32_t* slot);
+// The RunView arrays of one image's slots: run_offset holds the padded pixels
+// (pixels rounded up to 8), run_slot at least padded + kRunSlack entries,
+// block_begin one per block + 1.
+using BuildRuns = void (*)(const int32_t* slot, int64_t pixels, int32_t* run_offset, int32_t* run_slot,
+                           int32_t* block_begin);
+constexpr int64_t kRunSlack = 8;  // a vector store past the last run
+
+struct LabelKernels {
+  WriteIdSlots write_id_slots;
+  BuildRuns build_runs;
+};
+
+namespace portable {
+LabelKernels label_kernels();
+} // namespace portable
+
 namespace avx2 {
 GroupKernels group_kernels();
+LabelKernels label_kernels();
 } // namespace avx2
 
 // The kernels of the active ISA, or nullptr where it has none: the plane-wise
 // kernels of superpixel_pool_cpu.cpp serve float64 and such CPUs.
 const GroupKernels* group_kernels();
+// The label passes of the active ISA (portable ones on any CPU).
+const LabelKernels& label_kernels();
 
 } // namespace cpu
 } // namespace superpixel

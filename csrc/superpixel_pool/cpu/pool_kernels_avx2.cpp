@@ -1,4 +1,5 @@
-// AVX2 float32 kernels of the CPU superpixel ops (see pool_kernels_api.h).
+// AVX2 kernels of the CPU superpixel ops (see pool_kernels_api.h): the float32
+// channel-group kernels and the label passes.
 //
 // The whole unit below the includes is an AVX2 region (common/isa_avx2_begin.h);
 // it includes no torch header, so no inline function shared with the rest of
@@ -139,10 +140,115 @@ void gather_group(
   }
 }
 
+// Four ids per vector, two vectors per store of 8 slots.
+bool write_id_slots(const int64_t* labels, int64_t pixels, int64_t k, int32_t* slot) {
+  const __m256i limit = _mm256_set1_epi64x(k);
+  const __m256i ignored = _mm256_set1_epi64x(-1);
+  const __m256i one = _mm256_set1_epi64x(1);
+  const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  __m256i good = _mm256_set1_epi64x(-1);  // in range or -1, per lane
+  int64_t p = 0;
+  for (; p + 8 <= pixels; p += 8) {
+    __m128i packed[2];
+    for (int half = 0; half < 2; ++half) {
+      const __m256i id = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(labels + p + 4 * half));
+      const __m256i valid = _mm256_and_si256(_mm256_cmpgt_epi64(limit, id), _mm256_cmpgt_epi64(id, ignored));
+      good = _mm256_and_si256(good, _mm256_or_si256(valid, _mm256_cmpeq_epi64(id, ignored)));
+      const __m256i s = _mm256_and_si256(valid, _mm256_add_epi64(id, one));
+      packed[half] = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(s, low_halves));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(slot + p), _mm256_set_m128i(packed[1], packed[0]));
+  }
+  bool bad = _mm256_movemask_epi8(good) != -1;
+  for (; p < pixels; ++p) {
+    const int64_t id = labels[p];
+    const bool valid = id >= 0 && id < k;
+    slot[p] = valid ? static_cast<int32_t>(id + 1) : 0;
+    bad = bad || (!valid && id != -1);
+  }
+  return bad;
+}
+
+// Per 8-bit mask of the lanes that start a run: how many runs start in lanes
+// 0..i, and the starting lanes in order.
+struct RunTables {
+  alignas(32) int32_t starts_through[256][8];
+  alignas(8) uint8_t starting_lanes[256][8];
+
+  constexpr RunTables() : starts_through(), starting_lanes() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int i = 0; i < 8; ++i) {
+        if ((m >> i) & 1) {
+          starting_lanes[m][n++] = static_cast<uint8_t>(i);
+        }
+        starts_through[m][i] = n;
+      }
+    }
+  }
+};
+constexpr RunTables kRunTables;
+
+// The portable build_runs, 8 pixels at a time: where a lane's slot differs
+// from the one before it, a run starts; its index is the block's run count so
+// far plus the starts up to that lane, and the starting lanes' slots are packed
+// into run_slot with one permute.
+void build_runs(const int32_t* slot, int64_t pixels, int32_t* offset, int32_t* run_slot, int32_t* block_begin) {
+  static_assert(kLanes == 8, "offsets are run indices times 8");
+  const int64_t padded = (pixels + 7) & ~int64_t(7);
+  const int64_t blocks = (padded + kBlock - 1) / kBlock;
+  const __m256i shift_up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+  const __m256i lane0 = _mm256_setzero_si256();
+  const __m256i lane7 = _mm256_set1_epi32(7);
+  int32_t total = 0;
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t begin = block * kBlock;
+    const int64_t end = begin + kBlock < padded ? begin + kBlock : padded;
+    block_begin[block] = total;
+    int32_t* const block_slots = run_slot + total;
+    block_slots[0] = slot[begin];
+    int32_t run = 0;
+    __m256i before = _mm256_setzero_si256();  // every lane: the slot of the pixel before the tile
+    for (int64_t p = begin; p < end; p += 8) {
+      __m256i s;
+      if (p + 8 <= pixels) {
+        s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(slot + p));
+      } else {  // padding goes to the ignored bin
+        alignas(32) int32_t tail[8];
+        for (int64_t j = 0; j < 8; ++j) {
+          tail[j] = p + j < pixels ? slot[p + j] : 0;
+        }
+        s = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
+      }
+      if (p == begin) {
+        before = _mm256_permutevar8x32_epi32(s, lane0);
+      }
+      const __m256i previous = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(s, shift_up), before, 1);
+      const int starts =
+          ~_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, previous))) & 0xFF;
+      const __m256i runs = _mm256_add_epi32(
+          _mm256_set1_epi32(run),
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(kRunTables.starts_through[starts])));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(offset + p), _mm256_slli_epi32(runs, 3));
+      const __m256i lanes = _mm256_cvtepu8_epi32(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kRunTables.starting_lanes[starts])));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(block_slots + run + 1), _mm256_permutevar8x32_epi32(s, lanes));
+      run += kRunTables.starts_through[starts][7];
+      before = _mm256_permutevar8x32_epi32(s, lane7);
+    }
+    total += run + 1;
+  }
+  block_begin[blocks] = total;
+}
+
 } // namespace
 
 GroupKernels group_kernels() {
   return {&reduce_group, &gather_group};
+}
+
+LabelKernels label_kernels() {
+  return {&write_id_slots, &build_runs};
 }
 
 } // namespace avx2
@@ -156,6 +262,9 @@ GroupKernels group_kernels() {
 
 namespace ial::superpixel::cpu::avx2 {
 GroupKernels group_kernels() {
+  return {nullptr, nullptr};
+}
+LabelKernels label_kernels() {
   return {nullptr, nullptr};
 }
 } // namespace ial::superpixel::cpu::avx2

@@ -50,27 +50,12 @@ namespace {
 
 // Per-image dense numbering of the segment ids present in the image.
 struct SegmentIndex {
-  std::vector<int32_t> slot;                // (B * H * W): 0 ignored, j + 1 = present segment j
+  std::unique_ptr<int32_t[]> slot;          // (B * H * W): 0 ignored, j + 1 = present segment j
   std::vector<std::vector<int64_t>> ids;    // per image: id of present segment j
   std::vector<std::vector<double>> counts;  // per image: pixel count of present segment j
   bool all_present = true;                  // every image holds every id in [0, K)
   int64_t max_present = 0;
 };
-
-// Every pixel's slot as its id + 1 (0 for -1 and ids out of [0, K)), without a
-// branch so that the compiler vectorises it; returns whether some id is neither
-// in range nor -1.
-bool write_id_slots(const int64_t* __restrict__ labels, int64_t hw, int64_t k, int32_t* __restrict__ slot) {
-  const uint64_t range = static_cast<uint64_t>(k);
-  int bad = 0;
-  for (int64_t p = 0; p < hw; ++p) {
-    const int64_t id = labels[p];
-    const bool valid = static_cast<uint64_t>(id) < range;
-    slot[p] = valid ? static_cast<int32_t>(id + 1) : 0;
-    bad |= static_cast<int>(!valid & (id != -1));
-  }
-  return bad != 0;
-}
 
 // counts[s] = pixels of slot s, s in [0, slots). U interleaved histograms keep
 // the pixels of one segment, which come in runs, from chaining through memory.
@@ -105,17 +90,18 @@ SegmentIndex build_index(
       hw < std::numeric_limits<int32_t>::max(),
       op, ": images of more than 2^31 - 1 pixels are not supported, got ", hw);
   SegmentIndex index;
-  index.slot.resize(geo.batch * hw);
+  index.slot.reset(new int32_t[geo.batch * hw]);
   index.ids.resize(geo.batch);
   index.counts.resize(geo.batch);
   std::vector<int64_t> first_bad(geo.batch, -1);
   const int64_t* lab = labels.const_data_ptr<int64_t>();
+  const auto& kernels = cpu::label_kernels();
   at::parallel_for(0, geo.batch, 1, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> counts;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t* l = lab + b * hw;
-      int32_t* slot = index.slot.data() + b * hw;
-      if (write_id_slots(l, hw, k, slot) && check_ids) {
+      int32_t* slot = index.slot.get() + b * hw;
+      if (kernels.write_id_slots(l, hw, k, slot) && check_ids) {
         const uint64_t range = static_cast<uint64_t>(k);
         for (int64_t p = 0; p < hw && first_bad[b] < 0; ++p) {
           if (static_cast<uint64_t>(l[p]) >= range && l[p] != -1) {
@@ -209,42 +195,13 @@ struct ImageRuns {
   }
 };
 
-// Branch-free: every pixel writes its slot as its run's, and the run count
-// moves on where the slot changes, so short runs (random ids) cost no
-// mispredictions and long ones (superpixels) no more than that.
+// The runs of one image's slots (see cpu::RunView).
 void build_runs(const int32_t* slot, int64_t hw, ImageRuns& runs) {
   const int64_t padded = (hw + 7) & ~int64_t(7);
-  const int64_t blocks = (padded + cpu::kBlock - 1) / cpu::kBlock;
   runs.run_offset.reset(new int32_t[padded]);
-  runs.run_slot.reset(new int32_t[padded]);
-  runs.block_begin.resize(blocks + 1);
-  int32_t* const offset = runs.run_offset.get();
-  int32_t* const run_slot = runs.run_slot.get();
-  int32_t total = 0;
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t begin = block * cpu::kBlock;
-    const int64_t end = std::min(begin + cpu::kBlock, padded);
-    const int64_t full = std::min(end, hw);
-    runs.block_begin[block] = total;
-    int32_t* const block_slots = run_slot + total;
-    int32_t run = 0;
-    int32_t previous = begin < hw ? slot[begin] : 0;
-    for (int64_t p = begin; p < full; ++p) {
-      const int32_t s = slot[p];
-      run += s != previous;
-      block_slots[run] = s;
-      offset[p] = run * cpu::kLanes;
-      previous = s;
-    }
-    for (int64_t p = full; p < end; ++p) {  // padding goes to the ignored bin
-      run += previous != 0;
-      block_slots[run] = 0;
-      offset[p] = run * cpu::kLanes;
-      previous = 0;
-    }
-    total += run + 1;
-  }
-  runs.block_begin[blocks] = total;
+  runs.run_slot.reset(new int32_t[padded + cpu::kRunSlack]);
+  runs.block_begin.resize((padded + cpu::kBlock - 1) / cpu::kBlock + 1);
+  cpu::label_kernels().build_runs(slot, hw, runs.run_offset.get(), runs.run_slot.get(), runs.block_begin.data());
 }
 
 // 1 / count of every present segment, per image (a multiply per value
@@ -287,7 +244,7 @@ void reduce_kernel_groups(const cpu::GroupKernels& kernels, const at::Tensor& x,
   std::vector<ImageRuns> runs(geo.batch);
   at::parallel_for(0, geo.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      build_runs(index.slot.data() + b * hw, hw, runs[b]);
+      build_runs(index.slot.get() + b * hw, hw, runs[b]);
     }
   });
   const auto plane = planes_of<float>(x);
@@ -377,7 +334,7 @@ void gather_kernel_groups(const cpu::GroupKernels& kernels, const at::Tensor& sr
       }
       const int64_t p0 = chunk * kChunk;
       kernels.gather(
-          tables.get() + (b * groups + g) * table_size, index.slot.data() + b * hw, p0,
+          tables.get() + (b * groups + g) * table_size, index.slot.get() + b * hw, p0,
           std::min(hw, p0 + kChunk), rows, valid, stream);
     }
   });
@@ -410,7 +367,7 @@ at::Tensor reduce_kernel(const at::Tensor& x, const SegmentIndex& index, const P
       const auto& ids = index.ids[b];
       const auto& counts = index.counts[b];
       const auto n = static_cast<int64_t>(ids.size());
-      const int32_t* slot = index.slot.data() + b * hw;
+      const int32_t* slot = index.slot.get() + b * hw;
       const T* xp = plane_at(b, c);
       // Four accumulator sets pay off while they are small next to the plane.
       const bool interleave = 4 * (n + 1) <= hw;
@@ -462,7 +419,7 @@ at::Tensor gather_kernel(const at::Tensor& src, const SegmentIndex& index, const
         const T v = srow[ids[j] * channels];
         table[j + 1] = mean ? static_cast<T>(static_cast<double>(v) / counts[j]) : v;
       }
-      const int32_t* __restrict__ slot = index.slot.data() + b * hw;
+      const int32_t* __restrict__ slot = index.slot.get() + b * hw;
       const T* __restrict__ t = table.data();
       T* __restrict__ op = od + plane * hw;
       for (int64_t p = 0; p < hw; ++p) {

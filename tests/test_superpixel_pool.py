@@ -292,7 +292,8 @@ FLOAT32_CASES = [
     (1, 17, 9, 80, 1, "single"),       # one run per row longer than 64 pixels
     (2, 24, 13, 11, 40, "random"),
     (1, 9, 33, 17, 50, "sparse"),
-    (1, 64, 260, 260, 300, "blocks"),  # 17 MB output: streaming stores
+    (1, 64, 260, 260, 300, "blocks"),  # 17 MB output: streaming stores where the L3 is at most 34 MB
+    (2, 21, 321, 321, 300, "blocks"),  # the same, with channel rows at every alignment
 ]
 
 

@@ -82,8 +82,103 @@ void reduce_group(const float* const rows[kLanes], const RunView& runs, double* 
   }
 }
 
-// Every pixel's table row (its 8 channels) is one vector load; a transpose
-// turns 8 of them into 8 channel rows of 8 pixels, stored contiguously.
+// The 8 channel rows of pixels [p, p + 8) (p + 8 <= end), as r[0..7].
+inline void gather_tile(const float* table, const int32_t* slot, int64_t p, __m256 r[8]) {
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
+  }
+  simd::transpose8x8(r);  // rows = channels <-> rows = pixels
+}
+
+// The same for the last, partial tile: pixels [p, end), the rest from row 0.
+inline void gather_partial_tile(const float* table, const int32_t* slot, int64_t p, int64_t end, __m256 r[8]) {
+  for (int i = 0; i < 8; ++i) {
+    const int32_t s = p + i < end ? slot[p + i] : 0;
+    r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(s) * kLanes);
+  }
+  simd::transpose8x8(r);
+}
+
+// Regular stores, straight into the channel rows.
+void gather_into_rows(const float* table, const int32_t* slot, int64_t begin, int64_t end,
+                      float* const out_rows[kLanes], int valid) {
+  int64_t p = begin;
+  for (; p + 8 <= end; p += 8) {
+    __m256 r[8];
+    gather_tile(table, slot, p, r);
+    for (int i = 0; i < valid; ++i) {
+      _mm256_storeu_ps(out_rows[i] + p, r[i]);
+    }
+  }
+  if (p < end) {
+    __m256 r[8];
+    gather_partial_tile(table, slot, p, end, r);
+    alignas(32) float tile[8];
+    for (int i = 0; i < valid; ++i) {
+      _mm256_store_ps(tile, r[i]);
+      for (int64_t j = 0; j < end - p; ++j) {
+        out_rows[i][p + j] = tile[j];
+      }
+    }
+  }
+}
+
+// Non-temporal stores, which skip reading the destination lines in first.
+// They need 32-byte aligned addresses, and the channel rows of one pixel are
+// aligned differently (an H * W plane is rarely a multiple of 8 floats), so
+// the tiles go to a small staging buffer first, and each row is stored from it
+// at its own alignment: its first pixels up to an aligned address and its last
+// ones with regular stores, the rest streamed.
+constexpr int64_t kStagePixels = 256;  // per row and segment, a multiple of 8
+
+void gather_streaming(const float* table, const int32_t* slot, int64_t begin, int64_t end,
+                      float* const out_rows[kLanes], int valid) {
+  // Row i: pixels [p0 - 8, p1) of the segment at stage[i] (8 kept from the last one).
+  alignas(32) float stage[kLanes][8 + kStagePixels];
+  int64_t next[kLanes];  // row i: first pixel not yet stored
+  int64_t head[kLanes];  // row i: first pixel at a 32-byte aligned address
+  for (int i = 0; i < valid; ++i) {
+    const auto misaligned = static_cast<int64_t>((reinterpret_cast<uintptr_t>(out_rows[i] + begin) & 31) / 4);
+    head[i] = begin + (misaligned == 0 ? 0 : 8 - misaligned);
+    next[i] = begin;
+  }
+  for (int64_t p0 = begin; p0 < end; p0 += kStagePixels) {
+    const int64_t p1 = p0 + kStagePixels < end ? p0 + kStagePixels : end;
+    for (int64_t p = p0; p < p1; p += 8) {
+      __m256 r[8];
+      if (p + 8 <= p1) {
+        gather_tile(table, slot, p, r);
+      } else {
+        gather_partial_tile(table, slot, p, p1, r);
+      }
+      for (int i = 0; i < valid; ++i) {
+        _mm256_store_ps(stage[i] + 8 + (p - p0), r[i]);
+      }
+    }
+    for (int i = 0; i < valid; ++i) {
+      const float* from = stage[i] + 8 - p0;  // pixel q at from[q]
+      float* row = out_rows[i];
+      int64_t q = next[i];
+      for (; q < head[i] && q < p1; ++q) {
+        row[q] = from[q];
+      }
+      for (; q + 8 <= p1; q += 8) {
+        _mm256_stream_ps(row + q, _mm256_loadu_ps(from + q));
+      }
+      if (p1 == end) {
+        for (; q < end; ++q) {
+          row[q] = from[q];
+        }
+      }
+      next[i] = q;  // within 8 pixels of p1
+      if (p1 < end) {
+        _mm256_store_ps(stage[i], _mm256_load_ps(stage[i] + kStagePixels));
+      }
+    }
+  }
+  _mm_sfence();
+}
+
 void gather_group(
     const float* table,
     const int32_t* slot,
@@ -92,51 +187,10 @@ void gather_group(
     float* const out_rows[kLanes],
     int valid,
     bool stream) {
-  int64_t p = begin;
-  bool aligned = true;
-  for (int i = 0; i < kLanes; ++i) {
-    aligned = aligned && (reinterpret_cast<uintptr_t>(out_rows[i] + p) & 31) == 0;
-  }
-  if (valid == kLanes && stream && aligned) {
-    // Non-temporal stores skip reading the destination lines in first.
-    for (; p + 8 <= end; p += 8) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) {
-        r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
-      }
-      simd::transpose8x8(r);  // rows = channels <-> rows = pixels
-      for (int i = 0; i < 8; ++i) {
-        _mm256_stream_ps(out_rows[i] + p, r[i]);
-      }
-    }
-    _mm_sfence();
+  if (stream) {
+    gather_streaming(table, slot, begin, end, out_rows, valid);
   } else {
-    for (; p + 8 <= end; p += 8) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) {
-        r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(slot[p + i]) * kLanes);
-      }
-      simd::transpose8x8(r);  // rows = channels <-> rows = pixels
-      for (int i = 0; i < valid; ++i) {
-        _mm256_storeu_ps(out_rows[i] + p, r[i]);
-      }
-    }
-  }
-  for (; p < end; p += 8) {
-    const int64_t have = end - p < 8 ? end - p : 8;
-    __m256 r[8];
-    for (int i = 0; i < 8; ++i) {
-      const int32_t s = i < have ? slot[p + i] : 0;
-      r[i] = _mm256_loadu_ps(table + static_cast<int64_t>(s) * kLanes);
-    }
-    simd::transpose8x8(r);
-    alignas(32) float tile[8];
-    for (int i = 0; i < valid; ++i) {
-      _mm256_store_ps(tile, r[i]);
-      for (int64_t j = 0; j < have; ++j) {
-        out_rows[i][p + j] = tile[j];
-      }
-    }
+    gather_into_rows(table, slot, begin, end, out_rows, valid);
   }
 }
 

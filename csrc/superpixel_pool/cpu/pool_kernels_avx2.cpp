@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include "../../common/avx2_stream.h"
 #include "../../common/avx2_transpose.h"
 #include "../../common/isa_avx2_begin.h"
 
@@ -123,25 +124,15 @@ void gather_into_rows(const float* table, const int32_t* slot, int64_t begin, in
   }
 }
 
-// Non-temporal stores, which skip reading the destination lines in first.
-// They need 32-byte aligned addresses, and the channel rows of one pixel are
-// aligned differently (an H * W plane is rarely a multiple of 8 floats), so
-// the tiles go to a small staging buffer first, and each row is stored from it
-// at its own alignment: its first pixels up to an aligned address and its last
-// ones with regular stores, the rest streamed.
+// Non-temporal stores (common/avx2_stream.h): the channel rows of one pixel
+// are aligned differently (an H * W plane is rarely a multiple of 8 floats), so
+// the tiles go to a small staging buffer first and each row is streamed from
+// it at its own alignment.
 constexpr int64_t kStagePixels = 256;  // per row and segment, a multiple of 8
 
 void gather_streaming(const float* table, const int32_t* slot, int64_t begin, int64_t end,
                       float* const out_rows[kLanes], int valid) {
-  // Row i: pixels [p0 - 8, p1) of the segment at stage[i] (8 kept from the last one).
-  alignas(32) float stage[kLanes][8 + kStagePixels];
-  int64_t next[kLanes];  // row i: first pixel not yet stored
-  int64_t head[kLanes];  // row i: first pixel at a 32-byte aligned address
-  for (int i = 0; i < valid; ++i) {
-    const auto misaligned = static_cast<int64_t>((reinterpret_cast<uintptr_t>(out_rows[i] + begin) & 31) / 4);
-    head[i] = begin + (misaligned == 0 ? 0 : 8 - misaligned);
-    next[i] = begin;
-  }
+  alignas(32) float stage[kLanes][kStagePixels];
   for (int64_t p0 = begin; p0 < end; p0 += kStagePixels) {
     const int64_t p1 = p0 + kStagePixels < end ? p0 + kStagePixels : end;
     for (int64_t p = p0; p < p1; p += 8) {
@@ -152,28 +143,11 @@ void gather_streaming(const float* table, const int32_t* slot, int64_t begin, in
         gather_partial_tile(table, slot, p, p1, r);
       }
       for (int i = 0; i < valid; ++i) {
-        _mm256_store_ps(stage[i] + 8 + (p - p0), r[i]);
+        _mm256_store_ps(stage[i] + (p - p0), r[i]);
       }
     }
     for (int i = 0; i < valid; ++i) {
-      const float* from = stage[i] + 8 - p0;  // pixel q at from[q]
-      float* row = out_rows[i];
-      int64_t q = next[i];
-      for (; q < head[i] && q < p1; ++q) {
-        row[q] = from[q];
-      }
-      for (; q + 8 <= p1; q += 8) {
-        _mm256_stream_ps(row + q, _mm256_loadu_ps(from + q));
-      }
-      if (p1 == end) {
-        for (; q < end; ++q) {
-          row[q] = from[q];
-        }
-      }
-      next[i] = q;  // within 8 pixels of p1
-      if (p1 < end) {
-        _mm256_store_ps(stage[i], _mm256_load_ps(stage[i] + kStagePixels));
-      }
+      simd::stream_floats(out_rows[i] + p0, stage[i], p1 - p0);
     }
   }
   _mm_sfence();

@@ -42,6 +42,7 @@ pybind11::dict cpu_info() {
   info["l3_bytes"] = caches.l3;
   info["l3_shared_by"] = caches.l3_share;
   info["cache_source"] = caches.source;
+  info["streaming_store_bytes"] = ial::cpu::streaming_store_bytes();
   return info;
 }
 

@@ -67,7 +67,8 @@ def release_large_tensor_pages() -> int:
 
 def cpu_info() -> dict:
     """What the CPU kernels run on: ``isa`` ("avx512", "avx2" or "default", after torch's
-    ATEN_CPU_CAPABILITY) and the cache sizes their tiling follows (bytes)."""
+    ATEN_CPU_CAPABILITY), the cache sizes their tiling follows (bytes), and
+    ``streaming_store_bytes``: outputs larger than that are written around the caches."""
     return dict(_C.cpu_info())
 
 

@@ -163,5 +163,9 @@ const CacheSizes& cache_sizes() {
   return sizes;
 }
 
+int64_t streaming_store_bytes() {
+  return cache_sizes().l3 / 2;
+}
+
 } // namespace cpu
 } // namespace ial

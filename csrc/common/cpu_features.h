@@ -48,5 +48,10 @@ struct CacheSizes {
 // Read once per process.
 const CacheSizes& cache_sizes();
 
+// Outputs of more bytes than this (half the last-level cache) would not be
+// read back from it anyway: the kernels write them with non-temporal stores,
+// which skip reading every destination line first.
+int64_t streaming_store_bytes();
+
 } // namespace cpu
 } // namespace ial

@@ -28,7 +28,7 @@ Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backwar
   // L2. Wider tiles read and write the image in longer runs along its rows;
   // RESULTS.md has the measured widths.
   const int64_t arrays = backward ? 10 : 4;
-  tiling.tile = std::clamp<int64_t>(l2 * 3 / 4 / (arrays * line) / 16 * 16, 16, 128);
+  tiling.tile = std::clamp<int64_t>(l2 * 3 / 4 / (arrays * line) / 16 * 16, 16, kMaxTile);
   // Vertical, shared gates: the block's gate rows (and their gradient rows
   // backward) fill a quarter of the L2, the rest is for the streaming rows.
   const int64_t gate_rows = backward ? 6 : 3;

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #ifdef IAL_CPU_AVX2
+#include "../../common/avx2_stream.h"
 #include "../../common/avx2_transpose.h"
 #endif
 
@@ -480,9 +481,10 @@ inline int64_t tile_column(const ScanGeometry& geo, int64_t s0, int64_t k) {
   return geo.reverse ? geo.width - 1 - (s0 + k) : s0 + k;
 }
 
-// Where a tile move goes: into the lines, onto the plane, or onto the plane
-// keeping the larger of the two values (the max merge of spn_propagate).
-enum class Move { kToLines, kToPlane, kMaxToPlane };
+// Where a tile move goes: into the lines, onto the plane (with kStreamToPlane
+// around the caches where the ISA has it), or onto the plane keeping the
+// larger of the two values (the max merge of spn_propagate).
+enum class Move { kToLines, kToPlane, kStreamToPlane, kMaxToPlane };
 
 template <typename T>
 inline T larger(T a, T b) {
@@ -508,7 +510,7 @@ void move_tile_scalar(T* plane, const ScanGeometry& geo, int64_t s0, int64_t k0,
       T& pixel = row[tile_column(geo, s0, k)];
       if constexpr (kMove == Move::kToLines) {
         lines[k * stride + i] = pixel;
-      } else if constexpr (kMove == Move::kToPlane) {
+      } else if constexpr (kMove == Move::kToPlane || kMove == Move::kStreamToPlane) {
         pixel = lines[k * stride + i];
       } else {
         pixel = larger(lines[k * stride + i], pixel);
@@ -541,9 +543,34 @@ inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64
 // image is read or written in runs along its rows.
 constexpr int64_t kAheadBlocks = 2;
 
+// kStreamToPlane: each block row of 8 image rows goes to a staging buffer,
+// from which every row's run of the tile is streamed (common/avx2_stream.h).
+void stream_tile_blocks(float* plane, const ScanGeometry& geo, int64_t s0, int64_t lines8, int64_t rows8,
+                        const float* lines, int64_t stride) {
+  const int64_t w = geo.width;
+  const int64_t line_step = geo.reverse ? -stride : stride;
+  const int64_t lo_col = geo.reverse ? tile_column(geo, s0, lines8 - 1) : tile_column(geo, s0, 0);
+  alignas(32) float stage[8][kMaxTile];
+  for (int64_t i = 0; i < rows8; i += 8) {
+    for (int64_t j = 0; j < lines8; j += 8) {
+      const int64_t k = geo.reverse ? lines8 - 8 - j : j;
+      const int64_t first_line = geo.reverse ? k + 7 : k;
+      transpose8x8<Move::kToPlane>(lines + first_line * stride + i, line_step, stage[0] + j, kMaxTile);
+    }
+    for (int m = 0; m < 8; ++m) {
+      ial::simd::stream_floats(plane + (i + m) * w + lo_col, stage[m], lines8);
+    }
+  }
+  _mm_sfence();
+}
+
 template <Move kMove>
 void move_tile_blocks(float* plane, const ScanGeometry& geo, int64_t s0, int64_t lines8, int64_t rows8,
                       float* lines, int64_t stride) {
+  if constexpr (kMove == Move::kStreamToPlane) {
+    stream_tile_blocks(plane, geo, s0, lines8, rows8, lines, stride);
+    return;
+  }
   const int64_t w = geo.width;
   const int64_t line_step = geo.reverse ? -stride : stride;
   constexpr int kWrite = kMove == Move::kToLines ? 0 : 1;
@@ -598,12 +625,15 @@ void gather_tile(const T* plane, const ScanGeometry& geo, int64_t s0, int64_t co
   move_tile<T, Move::kToLines>(const_cast<T*>(plane), geo, s0, count, lines, stride);
 }
 
-// Writes the tile's lines onto the plane, or with `merge_max` keeps the larger value.
+// Writes the tile's lines onto the plane, or with `merge_max` keeps the larger
+// value; `stream`: around the caches.
 template <typename T>
 void scatter_tile(const T* lines, const ScanGeometry& geo, int64_t s0, int64_t count, T* plane, int64_t stride,
-                  bool merge_max = false) {
+                  bool merge_max = false, bool stream = false) {
   if (merge_max) {
     move_tile<T, Move::kMaxToPlane>(plane, geo, s0, count, const_cast<T*>(lines), stride);
+  } else if (stream) {
+    move_tile<T, Move::kStreamToPlane>(plane, geo, s0, count, const_cast<T*>(lines), stride);
   } else {
     move_tile<T, Move::kToPlane>(plane, geo, s0, count, const_cast<T*>(lines), stride);
   }
@@ -783,7 +813,7 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
         if constexpr (kScaled) scale = {lr + off, in.strength[ch]};
         forward_line_padded<kScaled>(lx + off, la + off, lb + off, lc + off, hp, n_vec, scale);
       }
-      scatter_tile(lx, geo, s0, count, h + ch * hw, ls, in.merge_max);
+      scatter_tile(lx, geo, s0, count, h + ch * hw, ls, in.merge_max, in.stream);
       std::memcpy(last, lx + (count - 1) * ls, n * sizeof(T));
     }
   }
@@ -999,12 +1029,12 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
               return line;
             });
       });
-      if (want_x) scatter_tile(lgx, geo, s0, count, p.gx + po, ls);
+      if (want_x) scatter_tile(lgx, geo, s0, count, p.gx + po, ls, false, p.stream_x);
     }
-    scatter_tile(lga, geo, s0, count, p.ga, ls);
-    scatter_tile(lgb, geo, s0, count, p.gb, ls);
-    scatter_tile(lgc, geo, s0, count, p.gc, ls);
-    if constexpr (kScaled) scatter_tile(lgt, geo, s0, count, p.gt, ls);
+    scatter_tile(lga, geo, s0, count, p.ga, ls, false, p.stream_gates);
+    scatter_tile(lgb, geo, s0, count, p.gb, ls, false, p.stream_gates);
+    scatter_tile(lgc, geo, s0, count, p.gc, ls, false, p.stream_gates);
+    if constexpr (kScaled) scatter_tile(lgt, geo, s0, count, p.gt, ls, false, p.stream_gates);
     if (count % 2 == 1) tile_cur = 1 - tile_cur;
   }
   if constexpr (kScaled) {

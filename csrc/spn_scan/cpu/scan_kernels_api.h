@@ -19,6 +19,7 @@ struct Tiling {
   int64_t tile = 16;
   int64_t rows = 32;
 };
+constexpr int64_t kMaxTile = 128;  // columns per horizontal tile, at most
 
 // The tiling of a forward or backward scan, from the L2 size.
 Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backward);
@@ -41,6 +42,9 @@ struct ScanInputs {
   bool merge_max = false;
   const T* r = nullptr;
   const T* strength = nullptr;  // one per channel of the call
+  // h far larger than the last-level cache: horizontal scans write it around
+  // the caches (non-temporal stores; not with merge_max, which reads it).
+  bool stream = false;
 };
 
 // The backward operands of such a run: g, x, h and gx are planes like x; the
@@ -70,6 +74,9 @@ struct BackwardInputs {
   const T* strength = nullptr;
   T* gt = nullptr;
   T* strength_share = nullptr;
+  // As ScanInputs::stream, for gx and for the gate gradient.
+  bool stream_x = false;
+  bool stream_gates = false;
 };
 
 template <typename T>

@@ -7,6 +7,7 @@
 // transposes) once, and returns their gate gradient summed over the channels,
 // never through a (B, 3C, H, W) temporary.
 #include "../spn_scan.h"
+#include "../../common/cpu_features.h"
 #include "../../common/output_memory.h"
 #include "scan_kernels_api.h"
 #include "scan_runtime.h"
@@ -25,6 +26,10 @@ namespace ial {
 namespace spn {
 namespace {
 
+bool streamed(const at::Tensor& out) {
+  return static_cast<int64_t>(out.nbytes()) > ial::cpu::streaming_store_bytes();
+}
+
 template <typename T>
 at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const ScanGeometry& geo) {
   at::Tensor h = common::empty_output(x.sizes(), x.options());
@@ -36,6 +41,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const Sc
   const auto tiling = cpu::choose_tiling(geo, sizeof(T), /*backward=*/false);
   const auto layout = gate_layout(geo);
   const auto calls = cpu::channel_calls(geo.batch, geo.channels, geo.shared_gates);
+  const bool stream = streamed(h);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {
@@ -43,8 +49,9 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const Sc
       const int64_t first = calls.first(call);
       const int64_t p = b * geo.channels + first;
       const T* a = gd + layout.offset(b, first);
-      kernels.forward({xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, calls.channels(call)},
-                      hd + p * hw, geo, tiling, scratch.data());
+      cpu::ScanInputs<T> in{xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, calls.channels(call)};
+      in.stream = stream;
+      kernels.forward(in, hd + p * hw, geo, tiling, scratch.data());
     }
   });
   return h;
@@ -81,6 +88,9 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
     if (!geo.shared_gates || part == 0) return ggd + layout.offset(b, first);
     return pd + (b * (parts.parts - 1) + part - 1) * gate_set;
   };
+  const bool stream_x = streamed(grad_x);
+  // Partial gate sums are read back below: streamed only where the whole gradient is large.
+  const bool stream_gates = streamed(grad_gates);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {
@@ -91,10 +101,12 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
       const T* a = gatesd + layout.offset(b, first);
       T* ga = gate_gradient(b, part, first);  // a partial's planes lie gate_stride = H * W apart too
       const int64_t gs = layout.gate_stride;
-      kernels.backward(
-          {gd + p * hw, xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, hd + p * hw,
-           gxd + p * hw, ga, ga + gs, ga + 2 * gs, calls.channels(call)},
-          geo, tiling, scratch.data());
+      cpu::BackwardInputs<T> in{
+          gd + p * hw, xd + p * hw, a, a + layout.gate_stride, a + 2 * layout.gate_stride, hd + p * hw,
+          gxd + p * hw, ga, ga + gs, ga + 2 * gs, calls.channels(call)};
+      in.stream_x = stream_x;
+      in.stream_gates = stream_gates;
+      kernels.backward(in, geo, tiling, scratch.data());
     }
   });
   if (partials) {

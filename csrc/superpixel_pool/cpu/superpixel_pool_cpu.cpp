@@ -318,9 +318,7 @@ void gather_kernel_groups(const cpu::GroupKernels& kernels, const at::Tensor& sr
       }
     }
   });
-  // An output well past the last-level cache is not read back from it anyway;
-  // one that fits is better left there (regular stores).
-  const bool stream = out.nbytes() > ial::cpu::cache_sizes().l3 / 2;
+  const bool stream = static_cast<int64_t>(out.nbytes()) > ial::cpu::streaming_store_bytes();
   at::parallel_for(0, geo.batch * groups * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t chunk = task % chunks;

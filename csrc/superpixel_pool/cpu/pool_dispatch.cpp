@@ -17,7 +17,7 @@ const GroupKernels* group_kernels() {
 const LabelKernels& label_kernels() {
   static const LabelKernels portable_kernels = portable::label_kernels();
   static const LabelKernels avx2_kernels = avx2::label_kernels();
-  if (ial::cpu::active_isa() == ial::cpu::Isa::kDefault || avx2_kernels.build_runs == nullptr) {
+  if (ial::cpu::active_isa() == ial::cpu::Isa::kDefault || avx2_kernels.write_id_slots == nullptr) {
     return portable_kernels;
   }
   return avx2_kernels;

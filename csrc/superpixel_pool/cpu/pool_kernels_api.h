@@ -23,7 +23,7 @@ constexpr int64_t kBlock = 64;    // pixels per run block (the longest run summe
 // pixels padded to a multiple of 8 (padding has slot 0, the ignored bin).
 struct RunView {
   int64_t pixels = 0;              // H * W (unpadded)
-  const int32_t* run_offset = nullptr;  // per padded pixel: 8 * (index of its run in its block)
+  const int32_t* run_last = nullptr;    // per run, in pixel order: 8 * (its last pixel - its block's first)
   const int32_t* run_slot = nullptr;    // per run, in pixel order: its slot
   const int32_t* block_begin = nullptr; // per block, + 1 sentinel: index of its first run
 };
@@ -45,25 +45,25 @@ using GatherGroup = void (*)(
     int valid,
     bool stream);
 
-struct GroupKernels {
-  ReduceGroup reduce;
-  GatherGroup gather;
-};
-
-// The label passes, for every dtype.
-// slot[p] = labels[p] + 1 for ids in [0, k), else 0; returns whether some id
-// is neither in [0, k) nor -1.
-using WriteIdSlots = bool (*)(const int64_t* labels, int64_t pixels, int64_t k, int32_t* slot);
-// The RunView arrays of one image's slots: run_offset holds the padded pixels
-// (pixels rounded up to 8), run_slot at least padded + kRunSlack entries,
+// The RunView arrays of one image's slots for `reduce`: run_last and run_slot
+// hold at least padded + kRunSlack entries (padded = pixels rounded up to 8),
 // block_begin one per block + 1.
-using BuildRuns = void (*)(const int32_t* slot, int64_t pixels, int32_t* run_offset, int32_t* run_slot,
+using BuildRuns = void (*)(const int32_t* slot, int64_t pixels, int32_t* run_last, int32_t* run_slot,
                            int32_t* block_begin);
 constexpr int64_t kRunSlack = 8;  // a vector store past the last run
 
+struct GroupKernels {
+  ReduceGroup reduce;
+  GatherGroup gather;
+  BuildRuns build_runs;
+};
+
+// The label pass of every op and dtype.
+// slot[p] = labels[p] + 1 for ids in [0, k), else 0; returns whether some id
+// is neither in [0, k) nor -1.
+using WriteIdSlots = bool (*)(const int64_t* labels, int64_t pixels, int64_t k, int32_t* slot);
 struct LabelKernels {
   WriteIdSlots write_id_slots;
-  BuildRuns build_runs;
 };
 
 namespace portable {
@@ -78,7 +78,7 @@ LabelKernels label_kernels();
 // The kernels of the active ISA, or nullptr where it has none: the plane-wise
 // kernels of superpixel_pool_cpu.cpp serve float64 and such CPUs.
 const GroupKernels* group_kernels();
-// The label passes of the active ISA (portable ones on any CPU).
+// The label pass of the active ISA (the portable one on any CPU).
 const LabelKernels& label_kernels();
 
 } // namespace cpu

@@ -1,5 +1,5 @@
 // AVX2 kernels of the CPU superpixel ops (see pool_kernels_api.h): the float32
-// channel-group kernels and the label passes.
+// channel-group kernels, their run index, and the label pass.
 //
 // The whole unit below the includes is an AVX2 region (common/isa_avx2_begin.h);
 // it includes no torch header, so no inline function shared with the rest of
@@ -39,18 +39,16 @@ inline void load_tile(const float* const rows[8], int64_t p, int64_t pixels, __m
 }
 
 // Per block of 64 pixels, a float prefix sum P over the block's pixels is
-// stored after every pixel into its run's entry of a small buffer (a plain
-// store, no read-modify-write: neighbouring pixels of one segment do not chain
-// through memory), so each entry ends up holding P at the run's last pixel and
-// a run's sum is its entry minus the previous one. Within a tile of 8 pixels
-// the prefix is built from the tile's own values; only the carry (P before the
-// tile, one add per tile) links tiles, so the dependency chain is one add per
-// 8 pixels instead of one per pixel. The block's run sums are then added, in
-// double, to their segments' accumulators.
+// stored after every pixel, in pixel order, and a run's sum is P at its last
+// pixel minus P at the last pixel of the run before it. Within a tile of 8
+// pixels the prefix is built from the tile's own values; only the carry (P
+// before the tile, one add per tile) links tiles, so the dependency chain is
+// one add per 8 pixels instead of one per pixel. The block's run sums are then
+// added, in double, to their segments' accumulators.
 void reduce_group(const float* const rows[kLanes], const RunView& runs, double* acc) {
-  alignas(32) float ends[(kBlock + 1) * kLanes];
-  float* const prefix_at = ends + kLanes;  // prefix_at[-1 .. runs - 1]; [-1] = 0
-  _mm256_store_ps(ends, _mm256_setzero_ps());
+  alignas(32) float prefix[(kBlock + 1) * kLanes];
+  float* const prefix_at = prefix + kLanes;  // prefix_at[8 i] = P after pixel i of the block; [-8] = 0
+  _mm256_store_ps(prefix, _mm256_setzero_ps());
   const int64_t padded = (runs.pixels + 7) & ~int64_t(7);
   const int64_t blocks = (padded + kBlock - 1) / kBlock;
   for (int64_t block = 0; block < blocks; ++block) {
@@ -64,17 +62,20 @@ void reduce_group(const float* const rows[kLanes], const RunView& runs, double* 
       for (int i = 1; i < 8; ++i) {
         r[i] = _mm256_add_ps(r[i], r[i - 1]);
       }
+      float* const tile_prefix = prefix_at + (p - begin) * kLanes;
       for (int i = 0; i < 8; ++i) {
-        _mm256_store_ps(prefix_at + runs.run_offset[p + i], _mm256_add_ps(carry, r[i]));
+        _mm256_store_ps(tile_prefix + i * kLanes, _mm256_add_ps(carry, r[i]));
       }
       carry = _mm256_add_ps(carry, r[7]);
     }
     const int32_t first = runs.block_begin[block];
     const int32_t count = runs.block_begin[block + 1] - first;
+    int32_t before = -kLanes;
     for (int32_t k = 0; k < count; ++k) {
       double* a = acc + static_cast<int64_t>(runs.run_slot[first + k]) * kLanes;
-      const __m256 s = _mm256_sub_ps(
-          _mm256_load_ps(prefix_at + k * kLanes), _mm256_load_ps(prefix_at + (k - 1) * kLanes));
+      const int32_t last = runs.run_last[first + k];
+      const __m256 s = _mm256_sub_ps(_mm256_load_ps(prefix_at + last), _mm256_load_ps(prefix_at + before));
+      before = last;
       const __m256d lo = _mm256_add_pd(_mm256_loadu_pd(a), _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
       const __m256d hi = _mm256_add_pd(_mm256_loadu_pd(a + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
       _mm256_storeu_pd(a, lo);
@@ -217,23 +218,26 @@ struct RunTables {
 };
 constexpr RunTables kRunTables;
 
-// The portable build_runs, 8 pixels at a time: where a lane's slot differs
-// from the one before it, a run starts; its index is the block's run count so
-// far plus the starts up to that lane, and the starting lanes' slots are packed
-// into run_slot with one permute.
-void build_runs(const int32_t* slot, int64_t pixels, int32_t* offset, int32_t* run_slot, int32_t* block_begin) {
-  static_assert(kLanes == 8, "offsets are run indices times 8");
+// The runs of one image's slots (RunView), 8 pixels at a time: where a lane's
+// slot differs from the one before it, a run starts; its index is the block's run count so
+// far plus the starts up to that lane, and the starting lanes' slots (and, for
+// the runs they end, the pixel before them) are packed into the run arrays
+// with one permute each.
+void build_runs(const int32_t* slot, int64_t pixels, int32_t* run_last, int32_t* run_slot, int32_t* block_begin) {
+  static_assert(kLanes == 8, "positions are kept times 8");
   const int64_t padded = (pixels + 7) & ~int64_t(7);
   const int64_t blocks = (padded + kBlock - 1) / kBlock;
   const __m256i shift_up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
   const __m256i lane0 = _mm256_setzero_si256();
   const __m256i lane7 = _mm256_set1_epi32(7);
+  const __m256i lanes_before = _mm256_setr_epi32(-1, 0, 1, 2, 3, 4, 5, 6);  // each lane's previous pixel
   int32_t total = 0;
   for (int64_t block = 0; block < blocks; ++block) {
     const int64_t begin = block * kBlock;
     const int64_t end = begin + kBlock < padded ? begin + kBlock : padded;
     block_begin[block] = total;
     int32_t* const block_slots = run_slot + total;
+    int32_t* const block_last = run_last + total;
     block_slots[0] = slot[begin];
     int32_t run = 0;
     __m256i before = _mm256_setzero_si256();  // every lane: the slot of the pixel before the tile
@@ -254,16 +258,16 @@ void build_runs(const int32_t* slot, int64_t pixels, int32_t* offset, int32_t* r
       const __m256i previous = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(s, shift_up), before, 1);
       const int starts =
           ~_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, previous))) & 0xFF;
-      const __m256i runs = _mm256_add_epi32(
-          _mm256_set1_epi32(run),
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(kRunTables.starts_through[starts])));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(offset + p), _mm256_slli_epi32(runs, 3));
       const __m256i lanes = _mm256_cvtepu8_epi32(
           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kRunTables.starting_lanes[starts])));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(block_slots + run + 1), _mm256_permutevar8x32_epi32(s, lanes));
+      const __m256i ends = _mm256_slli_epi32(
+          _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(p - begin)), lanes_before), 3);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(block_last + run), _mm256_permutevar8x32_epi32(ends, lanes));
       run += kRunTables.starts_through[starts][7];
       before = _mm256_permutevar8x32_epi32(s, lane7);
     }
+    block_last[run] = static_cast<int32_t>(end - 1 - begin) * kLanes;
     total += run + 1;
   }
   block_begin[blocks] = total;
@@ -272,11 +276,11 @@ void build_runs(const int32_t* slot, int64_t pixels, int32_t* offset, int32_t* r
 } // namespace
 
 GroupKernels group_kernels() {
-  return {&reduce_group, &gather_group};
+  return {&reduce_group, &gather_group, &build_runs};
 }
 
 LabelKernels label_kernels() {
-  return {&write_id_slots, &build_runs};
+  return {&write_id_slots};
 }
 
 } // namespace avx2
@@ -290,10 +294,10 @@ LabelKernels label_kernels() {
 
 namespace ial::superpixel::cpu::avx2 {
 GroupKernels group_kernels() {
-  return {nullptr, nullptr};
+  return {nullptr, nullptr, nullptr};
 }
 LabelKernels label_kernels() {
-  return {nullptr, nullptr};
+  return {nullptr};
 }
 } // namespace ial::superpixel::cpu::avx2
 

@@ -181,14 +181,14 @@ void reduce_plane(const T* __restrict__ x, const int32_t* __restrict__ slot, int
 
 // Runs of equal slots of one image for the AVX2 reduce (see cpu::RunView).
 struct ImageRuns {
-  std::unique_ptr<int32_t[]> run_offset;
+  std::unique_ptr<int32_t[]> run_last;
   std::unique_ptr<int32_t[]> run_slot;
   std::vector<int32_t> block_begin;
 
   cpu::RunView view(int64_t pixels) const {
     cpu::RunView v;
     v.pixels = pixels;
-    v.run_offset = run_offset.get();
+    v.run_last = run_last.get();
     v.run_slot = run_slot.get();
     v.block_begin = block_begin.data();
     return v;
@@ -196,12 +196,12 @@ struct ImageRuns {
 };
 
 // The runs of one image's slots (see cpu::RunView).
-void build_runs(const int32_t* slot, int64_t hw, ImageRuns& runs) {
+void build_runs(const cpu::GroupKernels& kernels, const int32_t* slot, int64_t hw, ImageRuns& runs) {
   const int64_t padded = (hw + 7) & ~int64_t(7);
-  runs.run_offset.reset(new int32_t[padded]);
+  runs.run_last.reset(new int32_t[padded + cpu::kRunSlack]);
   runs.run_slot.reset(new int32_t[padded + cpu::kRunSlack]);
   runs.block_begin.resize((padded + cpu::kBlock - 1) / cpu::kBlock + 1);
-  cpu::label_kernels().build_runs(slot, hw, runs.run_offset.get(), runs.run_slot.get(), runs.block_begin.data());
+  kernels.build_runs(slot, hw, runs.run_last.get(), runs.run_slot.get(), runs.block_begin.data());
 }
 
 // 1 / count of every present segment, per image (a multiply per value
@@ -244,7 +244,7 @@ void reduce_kernel_groups(const cpu::GroupKernels& kernels, const at::Tensor& x,
   std::vector<ImageRuns> runs(geo.batch);
   at::parallel_for(0, geo.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      build_runs(index.slot.get() + b * hw, hw, runs[b]);
+      build_runs(kernels, index.slot.get() + b * hw, hw, runs[b]);
     }
   });
   const auto plane = planes_of<float>(x);

@@ -56,7 +56,7 @@ at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t dire
   const float* gd = gates.const_data_ptr<float>();
   float* od = out.mutable_data_ptr<float>();
   const int64_t hw = geo.plane_size();
-  const bool stream = static_cast<int64_t>(out.nbytes()) > ial::cpu::streaming_store_bytes();  // as spn_scan
+  const bool stream = ial::cpu::streams_output(out.nbytes());  // as spn_scan
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<float> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {

@@ -52,6 +52,9 @@ const CacheSizes& cache_sizes();
 // read back from it anyway: the kernels write them with non-temporal stores,
 // which skip reading every destination line first.
 int64_t streaming_store_bytes();
+inline bool streams_output(int64_t bytes) {
+  return bytes > streaming_store_bytes();
+}
 
 } // namespace cpu
 } // namespace ial

@@ -26,10 +26,6 @@ namespace ial {
 namespace spn {
 namespace {
 
-bool streamed(const at::Tensor& out) {
-  return static_cast<int64_t>(out.nbytes()) > ial::cpu::streaming_store_bytes();
-}
-
 template <typename T>
 at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const ScanGeometry& geo) {
   at::Tensor h = common::empty_output(x.sizes(), x.options());
@@ -41,7 +37,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& gates, const Sc
   const auto tiling = cpu::choose_tiling(geo, sizeof(T), /*backward=*/false);
   const auto layout = gate_layout(geo);
   const auto calls = cpu::channel_calls(geo.batch, geo.channels, geo.shared_gates);
-  const bool stream = streamed(h);
+  const bool stream = ial::cpu::streams_output(h.nbytes());
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<T> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {
@@ -88,9 +84,9 @@ std::tuple<at::Tensor, at::Tensor> backward_kernel(
     if (!geo.shared_gates || part == 0) return ggd + layout.offset(b, first);
     return pd + (b * (parts.parts - 1) + part - 1) * gate_set;
   };
-  const bool stream_x = streamed(grad_x);
+  const bool stream_x = ial::cpu::streams_output(grad_x.nbytes());
   // Partial gate sums are read back below: streamed only where the whole gradient is large.
-  const bool stream_gates = streamed(grad_gates);
+  const bool stream_gates = ial::cpu::streams_output(grad_gates.nbytes());
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<T> scratch(kernels.backward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {

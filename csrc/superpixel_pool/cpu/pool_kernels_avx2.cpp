@@ -198,31 +198,30 @@ bool write_id_slots(const int64_t* labels, int64_t pixels, int64_t k, int32_t* s
   return bad;
 }
 
-// Per 8-bit mask of the lanes that start a run: how many runs start in lanes
-// 0..i, and the starting lanes in order.
+// Per 8-bit mask of the lanes that start a run: how many runs start, and the
+// starting lanes in order.
 struct RunTables {
-  alignas(32) int32_t starts_through[256][8];
+  int32_t starts[256];
   alignas(8) uint8_t starting_lanes[256][8];
 
-  constexpr RunTables() : starts_through(), starting_lanes() {
+  constexpr RunTables() : starts(), starting_lanes() {
     for (int m = 0; m < 256; ++m) {
       int n = 0;
       for (int i = 0; i < 8; ++i) {
         if ((m >> i) & 1) {
           starting_lanes[m][n++] = static_cast<uint8_t>(i);
         }
-        starts_through[m][i] = n;
       }
+      starts[m] = n;
     }
   }
 };
 constexpr RunTables kRunTables;
 
 // The runs of one image's slots (RunView), 8 pixels at a time: where a lane's
-// slot differs from the one before it, a run starts; its index is the block's run count so
-// far plus the starts up to that lane, and the starting lanes' slots (and, for
-// the runs they end, the pixel before them) are packed into the run arrays
-// with one permute each.
+// slot differs from the one before it, a run starts, and the starting lanes'
+// slots (and, for the runs they end, the pixel before them) are packed into
+// the run arrays with one permute each.
 void build_runs(const int32_t* slot, int64_t pixels, int32_t* run_last, int32_t* run_slot, int32_t* block_begin) {
   static_assert(kLanes == 8, "positions are kept times 8");
   const int64_t padded = (pixels + 7) & ~int64_t(7);
@@ -264,7 +263,7 @@ void build_runs(const int32_t* slot, int64_t pixels, int32_t* run_last, int32_t*
       const __m256i ends = _mm256_slli_epi32(
           _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(p - begin)), lanes_before), 3);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(block_last + run), _mm256_permutevar8x32_epi32(ends, lanes));
-      run += kRunTables.starts_through[starts][7];
+      run += kRunTables.starts[starts];
       before = _mm256_permutevar8x32_epi32(s, lane7);
     }
     block_last[run] = static_cast<int32_t>(end - 1 - begin) * kLanes;

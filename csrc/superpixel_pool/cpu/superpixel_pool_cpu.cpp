@@ -318,7 +318,7 @@ void gather_kernel_groups(const cpu::GroupKernels& kernels, const at::Tensor& sr
       }
     }
   });
-  const bool stream = static_cast<int64_t>(out.nbytes()) > ial::cpu::streaming_store_bytes();
+  const bool stream = ial::cpu::streams_output(out.nbytes());
   at::parallel_for(0, geo.batch * groups * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t chunk = task % chunks;

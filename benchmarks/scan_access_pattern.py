@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import time
 
 import torch
 from torch.utils import cpp_extension
@@ -35,7 +34,7 @@ import ial_ext
 from ial_ext.ops import spn_scan
 
 from .cpu_memory import add_memory_options, apply_memory_options
-from .pairwise_iteration import cpu_model
+from .pairwise_iteration import cpu_model, median_ratio, round_seconds
 from .test_bench_copy import COPY_BYTES
 from .test_bench_spn_scan import gate_values, values_moved
 
@@ -84,14 +83,8 @@ def main(argv=None) -> None:
     for direction in (0, 1):
         steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d)
         steps[f"scan, dir {direction}"] = lambda d=direction: spn_scan(x, gates, d)
-    times = {name: [] for name in steps}
     with torch.no_grad():
-        for round_ in range(args.rounds + 1):
-            for name, step in steps.items():
-                start = time.perf_counter()
-                step()
-                if round_:  # the first round warms up
-                    times[name].append(time.perf_counter() - start)
+        times = round_seconds(steps, args.rounds)
     suite_time = statistics.median(times["suite copy"])
     result = {"size": [b, c, h, w], "threads": args.threads, "cpu": cpu_model(), "isa": ial_ext.cpu_info()["isa"],
               "tile_width": module.tile_width(h, w), "copy_GB_s": 2 * x.nbytes / statistics.median(times["copy"]) / 1e9,
@@ -102,8 +95,8 @@ def main(argv=None) -> None:
         if name == "suite copy":
             continue
         copies = 1.0 if name == "copy" else scan_copies
-        to_copy = statistics.median(t / copy for t, copy in zip(values, times["copy"]))
-        to_suite = statistics.median(t / copy for t, copy in zip(values, times["suite copy"]))
+        to_copy = median_ratio(values, times["copy"])
+        to_suite = median_ratio(values, times["suite copy"])
         result[name] = {"ms": round(statistics.median(values) * 1e3, 3), "x_copy": round(to_copy, 3),
                         "x_roofline": round(to_suite * COPY_BYTES / (copies * x.nbytes), 3)}
     print(json.dumps(result, indent=2))

@@ -158,19 +158,19 @@ def test_aten_cpu_capability_default_forces_the_portable_kernels():
         labels = torch.randint(-1, 30, (2, 37, 41), generator=g)
         outs = [spn_scan(x, gates, d) for d in range(4)]
         # Shared gates over several horizontal tiles, forward and backward; the fused op.
-        wide = torch.randn(1, 5, 19, 200, generator=g)
-        shared = torch.rand(1, 3, 19, 200, generator=g) / 3
-        grad = torch.randn(1, 5, 19, 200, generator=g)  # randn_like's values depend on ATen's ISA
+        wide = torch.randn(1, 5, 19, 600, generator=g)
+        shared = torch.rand(1, 3, 19, 600, generator=g) / 3
+        grad = torch.randn(1, 5, 19, 600, generator=g)  # randn_like's values depend on ATen's ISA
         for d in range(4):
             h = spn_scan(wide, shared, d)
             outs += [h, *torch.ops.ial.spn_scan_backward(grad, wide, shared, h, d)]
-        guidance = torch.randn(1, 12, 19, 200, generator=g) * 0.5
+        guidance = torch.randn(1, 12, 19, 600, generator=g) * 0.5
         outs += [spn_propagate(wide, guidance), *torch.ops.ial.spn_propagate_backward(grad, wide, guidance)[:2]]
         strength = 0.5 + torch.rand(4, 5, generator=g)
         outs += [spn_propagate(wide, guidance, strength),
                  *torch.ops.ial.spn_propagate_backward(grad, wide, guidance, strength)]
-        logits, embedding = torch.randn(1, 12, 19, 200, generator=g), torch.randn(1, 5, 19, 200, generator=g)
-        grad_gates = torch.randn(1, 12, 19, 200, generator=g)
+        logits, embedding = torch.randn(1, 12, 19, 600, generator=g), torch.randn(1, 5, 19, 600, generator=g)
+        grad_gates = torch.randn(1, 12, 19, 600, generator=g)
         outs += [similarity_gates(logits, embedding, 1 / 3),
                  *torch.ops.ial.similarity_gates_backward(grad_gates, logits, embedding, 1 / 3)]
         outs.append(superpixel_pool(x, labels, 30))

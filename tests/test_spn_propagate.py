@@ -9,11 +9,11 @@ from ial_ext.ops.gate_normalization import normalize_gates, normalize_gates_back
 from ial_ext.ops.spn_propagate import propagate_backward_composite, propagate_composite
 
 LAYOUTS = ["shared", "per-channel"]
-# The last two span several horizontal tiles (at most 128 columns) and vertical row
+# The last two span several horizontal tiles (at most 512 columns) and vertical row
 # blocks (at most 256 rows) of the CPU kernels, with more channels than a backward
 # channel group holds (at most 4).
 SHAPES = [(1, 1, 1, 1), (1, 2, 1, 7), (2, 3, 7, 1), (2, 3, 9, 13), (3, 2, 17, 40), (1, 5, 33, 20),
-          (1, 6, 11, 150), (1, 5, 270, 10)]
+          (1, 6, 11, 600), (1, 5, 270, 10)]
 
 
 def random_inputs(shape, layout, dtype=torch.float64, scale=0.8):

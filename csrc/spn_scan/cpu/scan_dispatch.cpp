@@ -23,12 +23,19 @@ Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backwar
   const int64_t l2 = ial::cpu::cache_sizes().l2;
   const int64_t line = (std::max<int64_t>(1, geo.cross()) + 32) * element_size;  // a padded tile line, about
   Tiling tiling;
-  // Horizontal: as many columns per tile (a multiple of 16, at most 128) as
-  // keep the tile buffers (4 forward, 10 backward) within 3/4 of this core's
-  // L2. Wider tiles read and write the image in longer runs along its rows;
-  // RESULTS.md has the measured widths.
+  // Horizontal: whole rows when the tile buffers (4 forward, 10 backward) of
+  // that many columns fit half this thread's share of L2 and L3; otherwise the
+  // fewest equal tiles that do (a multiple of 8 columns, at most kMaxTile).
+  // Whole rows make every block row of 8 image rows one contiguous run, which
+  // the hardware prefetchers follow; tiles sized to the L2 alone read short
+  // runs from every row (RESULTS.md has the measured widths).
+  const auto& caches = ial::cpu::cache_sizes();
+  const int64_t budget = (l2 + caches.l3 / std::max<int64_t>(1, caches.l3_share)) / 2;
   const int64_t arrays = backward ? 10 : 4;
-  tiling.tile = std::clamp<int64_t>(l2 * 3 / 4 / (arrays * line) / 16 * 16, 16, kMaxTile);
+  const int64_t fit = std::clamp<int64_t>(budget / (arrays * line), 16, kMaxTile);
+  const int64_t steps = std::max<int64_t>(1, geo.steps());
+  const int64_t tiles = (steps + fit - 1) / fit;
+  tiling.tile = tiles == 1 ? steps : ((steps + tiles - 1) / tiles + 7) / 8 * 8;
   // Vertical, shared gates: the block's gate rows (and their gradient rows
   // backward) fill a quarter of the L2, the rest is for the streaming rows.
   const int64_t gate_rows = backward ? 6 : 3;

@@ -19,9 +19,9 @@ struct Tiling {
   int64_t tile = 16;
   int64_t rows = 32;
 };
-constexpr int64_t kMaxTile = 128;  // columns per horizontal tile, at most
+constexpr int64_t kMaxTile = 512;  // columns per horizontal tile, at most
 
-// The tiling of a forward or backward scan, from the L2 size.
+// The tiling of a forward or backward scan, from the cache sizes.
 Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backward);
 
 // `channels` consecutive planes of x (plane k at x + k * H * W) scanned against

@@ -711,12 +711,20 @@ inline Ahead ahead_backward(int64_t ch, int64_t s, int64_t s0, int64_t s1, int64
 // ---------------------------------------------------------------------------
 // Forward.
 
+// Horizontal scans of several channels step through the lines of two channels
+// at once, so each gate line read from the tile buffers (whole rows, beyond the
+// L2) serves both while it is in L1; more than two measured no faster.
+constexpr int64_t kChannelGroup = 2;
+
+inline int64_t channel_group(int64_t channels) { return channels < kChannelGroup ? channels : kChannelGroup; }
+
 template <typename T>
 int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels, bool scaled) {
-  // Horizontal: gate (and gate scale) tiles, the x tile the scan turns into h,
-  // and each channel's last line of the previous tile. Vertical: two rows of h
-  // per channel for merge_max.
-  const int64_t lines = geo.horizontal ? (scaled ? 5 : 4) * tiling.tile + channels : 2 * channels;
+  // Horizontal: gate (and gate scale) tiles, the x tiles the scan turns into
+  // h (channel_group), and each channel's last line of the previous tile.
+  // Vertical: two rows of h per channel for merge_max.
+  const int64_t tiles = 3 + channel_group(channels) + (scaled ? 1 : 0);
+  const int64_t lines = geo.horizontal ? tiles * tiling.tile + channels : 2 * channels;
   return lines * padded_stride<T>(geo) + kPad<T>;
 }
 
@@ -780,13 +788,14 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
   const int64_t tw = tiling.tile;
   const int64_t ls = padded_stride<T>(geo);
   const int64_t tile = tw * ls;
+  const int64_t group = channel_group(channels);
   T* la = scratch + kPad<T>;
   T* lb = la + tile;
   T* lc = lb + tile;
-  T* lx = lc + tile;  // a channel's x tile, then its h tile
-  T* lr = lx + tile;  // the gate scale's r, when scaled
+  T* lx = lc + tile;  // the x tiles of a group of channels, then their h tiles
+  T* lr = lx + group * tile;  // the gate scale's r, when scaled
   T* carry = kScaled ? lr + tile : lr;  // channel k: h of the last line of its previous tile, at k * ls
-  zero_pads(la, (kScaled ? 5 : 4) * tw + channels, ls, n);
+  zero_pads(la, (3 + group + (kScaled ? 1 : 0)) * tw + channels, ls, n);
   for (int64_t s0 = 0; s0 < steps; s0 += tw) {
     const int64_t count = steps - s0 < tw ? steps - s0 : tw;
     gather_tile(in.a, geo, s0, count, la, ls);
@@ -794,10 +803,11 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
     gather_tile(in.c, geo, s0, count, lc, ls);
     if constexpr (kScaled) gather_tile(in.r, geo, s0, count, lr, ls);
     drop_edge_gates(la, lc, count, ls, n);
-    for (int64_t ch = 0; ch < channels; ++ch) {
-      gather_tile(in.x + ch * hw, geo, s0, count, lx, ls);
-      if (ch + 1 < channels) {
-        prefetch_tile(in.x + (ch + 1) * hw, geo, tw, s0);
+    for (int64_t c0 = 0; c0 < channels; c0 += group) {
+      const int64_t g = channels - c0 < group ? channels - c0 : group;
+      for (int64_t j = 0; j < g; ++j) gather_tile(in.x + (c0 + j) * hw, geo, s0, count, lx + j * tile, ls);
+      if (c0 + g < channels) {
+        prefetch_tile(in.x + (c0 + g) * hw, geo, tw, s0);
       } else {
         prefetch_tile(in.x, geo, tw, s0 + tw);
         prefetch_tile(in.a, geo, tw, s0 + tw);
@@ -805,16 +815,20 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
         prefetch_tile(in.c, geo, tw, s0 + tw);
         if constexpr (kScaled) prefetch_tile(in.r, geo, tw, s0 + tw);
       }
-      T* last = carry + ch * ls;
       for (int64_t k = 0; kLineKernels && k < count; ++k) {
-        const T* hp = k > 0 ? lx + (k - 1) * ls : (s0 > 0 ? last : nullptr);
         const int64_t off = k * ls;
-        GateScale<T> scale;
-        if constexpr (kScaled) scale = {lr + off, in.strength[ch]};
-        forward_line_padded<kScaled>(lx + off, la + off, lb + off, lc + off, hp, n_vec, scale);
+        for (int64_t j = 0; j < g; ++j) {
+          T* lj = lx + j * tile;
+          const T* hp = k > 0 ? lj + off - ls : (s0 > 0 ? carry + (c0 + j) * ls : nullptr);
+          GateScale<T> scale;
+          if constexpr (kScaled) scale = {lr + off, in.strength[c0 + j]};
+          forward_line_padded<kScaled>(lj + off, la + off, lb + off, lc + off, hp, n_vec, scale);
+        }
       }
-      scatter_tile(lx, geo, s0, count, h + ch * hw, ls, in.merge_max, in.stream);
-      std::memcpy(last, lx + (count - 1) * ls, n * sizeof(T));
+      for (int64_t j = 0; j < g; ++j) {
+        scatter_tile(lx + j * tile, geo, s0, count, h + (c0 + j) * hw, ls, in.merge_max, in.stream);
+        std::memcpy(carry + (c0 + j) * ls, lx + j * tile + (count - 1) * ls, n * sizeof(T));
+      }
     }
   }
 }

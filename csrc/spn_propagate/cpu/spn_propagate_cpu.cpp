@@ -187,10 +187,14 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
   const int64_t per_set = strength.defined() && !shared_scaled ? 1 : calls.max_channels;
   const Setup<T> s(g, /*backward=*/false, per_set, shared_scaled);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer(15 * hw + s.scan_scratch);
+    // Shared gates with strength keep only each direction's r (4 planes);
+    // otherwise the normalised gates (12), and per-channel strength also scales them (3).
+    const int64_t gate_planes = shared_scaled ? kDirections : 3 * kDirections;
+    const int64_t scaled_planes = strength.defined() && !shared_scaled ? 3 : 0;
+    cpu::Scratch<T> buffer((gate_planes + scaled_planes) * hw + s.scan_scratch);
     T* normalized = buffer.data();
-    T* scaled = normalized + 12 * hw;
-    T* scratch = scaled + 3 * hw;
+    T* scaled = normalized + gate_planes * hw;
+    T* scratch = scaled + scaled_planes * hw;
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t first = calls.first(call);
@@ -277,14 +281,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
   auto binding_buffer = [&](int64_t b, int64_t part) { return bd + (b * parts.parts + part) * kDirections * hw; };
 
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    cpu::Scratch<T> buffer((12 + 5 * group + (scaled ? 6 : 0)) * hw + s.scan_scratch);
+    // As the forward's: r (shared with strength) or the normalised gates.
+    const int64_t gate_planes = shared_scaled ? kDirections : 3 * kDirections;
+    const int64_t scaled_planes = scaled && !shared_scaled ? 3 : 0;
+    cpu::Scratch<T> buffer((gate_planes + 5 * group + 2 * scaled_planes) * hw + s.scan_scratch);
     cpu::Scratch<uint8_t> which(group * hw);  // channel k's first maximum at k * hw
     T* normalized = buffer.data();
-    T* scans = normalized + 12 * hw;          // direction d, channel k of the group at (d * group + k) * hw
-    T* routed = scans + 4 * group * hw;       // channel k at k * hw
-    T* scaled_gates = routed + group * hw;    // strength: one direction's strength x guidance, 3 planes
-    T* channel_grad = scaled_gates + (scaled ? 3 : 0) * hw;  // strength: its gate gradient, 3 planes
-    T* scratch = channel_grad + (scaled ? 3 : 0) * hw;
+    T* scans = normalized + gate_planes * hw;  // direction d, channel k of the group at (d * group + k) * hw
+    T* routed = scans + 4 * group * hw;        // channel k at k * hw
+    T* scaled_gates = routed + group * hw;     // per-channel strength: one direction's strength x guidance
+    T* channel_grad = scaled_gates + scaled_planes * hw;  // per-channel strength: its gate gradient
+    T* scratch = channel_grad + scaled_planes * hw;
     for (int64_t call = begin; call < end; ++call) {
       const int64_t b = calls.batch(call);
       const int64_t part = calls.part(call);

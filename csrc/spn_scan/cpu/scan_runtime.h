@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include <cstdint>
 #include <memory>
@@ -15,19 +16,22 @@ namespace spn {
 namespace cpu {
 
 // Per-thread scratch, aligned to a cache line and left uninitialised (the
-// kernels write every element before reading it).
+// kernels write every element before reading it). Taken from torch's CPU
+// allocator, so that under the trainer's large-tensor heap the buffers of
+// several MiB share the blocks freed tensors leave instead of holding their own.
 template <typename T>
 class Scratch {
  public:
-  explicit Scratch(int64_t elements) : storage_(new T[elements + kAlign / sizeof(T)]) {}
+  explicit Scratch(int64_t elements)
+      : storage_(at::empty({int64_t(elements * sizeof(T) + kAlign)}, at::TensorOptions().dtype(at::kByte))) {}
   T* data() {
-    const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
+    const auto address = reinterpret_cast<std::uintptr_t>(storage_.mutable_data_ptr());
     return reinterpret_cast<T*>((address + kAlign - 1) & ~std::uintptr_t(kAlign - 1));
   }
 
  private:
   static constexpr std::uintptr_t kAlign = 64;
-  std::unique_ptr<T[]> storage_;
+  at::Tensor storage_;
 };
 
 // Work on a gradient summed over channels (shared gates) is split into tasks

@@ -71,8 +71,8 @@ def test_backward_matches_reference(shape, direction, dtype, layout):
 
 # Planes large enough that the CPU kernels split them: several horizontal tiles
 # (rows longer than kMaxTile, 512 columns; the last tile partial, rows not a
-# multiple of 8) and
-# several vertical row blocks of shared gates (at most 256 rows each).
+# multiple of 8) and several vertical row blocks of shared gates (at most 256
+# rows each).
 TILED_SHAPES = [(2, 3, 19, 600), (1, 3, 300, 9)]
 
 

@@ -1,7 +1,9 @@
 #include "cpu_features.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/Version.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -161,6 +163,12 @@ const CacheSizes& cache_sizes() {
     return s;
   }();
   return sizes;
+}
+
+int64_t last_level_share() {
+  const auto& caches = cache_sizes();
+  const int64_t sharers = std::min<int64_t>(caches.l3_share, at::get_num_threads());
+  return caches.l3 / std::max<int64_t>(1, sharers);
 }
 
 int64_t streaming_store_bytes() {

@@ -48,6 +48,10 @@ struct CacheSizes {
 // Read once per process.
 const CacheSizes& cache_sizes();
 
+// One thread's share of the last-level cache: the whole of it over the logical
+// CPUs that share it, or over torch's threads where fewer of them run.
+int64_t last_level_share();
+
 // Outputs of more bytes than this (half the last-level cache) would not be
 // read back from it anyway: the kernels write them with non-temporal stores,
 // which skip reading every destination line first.

@@ -69,6 +69,11 @@ struct Setup {
   }
 };
 
+// Planes of gates a call keeps per thread: with shared gates and strength each
+// direction's r (the kernels scale the raw gates on the fly), otherwise the
+// normalised gates.
+inline int64_t gate_plane_count(bool shared_scaled) { return shared_scaled ? kDirections : 3 * kDirections; }
+
 // The (4, C) strengths, or none (every strength 1, the gates as given).
 template <typename T>
 struct Strength {
@@ -187,9 +192,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
   const int64_t per_set = strength.defined() && !shared_scaled ? 1 : calls.max_channels;
   const Setup<T> s(g, /*backward=*/false, per_set, shared_scaled);
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    // Shared gates with strength keep only each direction's r (4 planes);
-    // otherwise the normalised gates (12), and per-channel strength also scales them (3).
-    const int64_t gate_planes = shared_scaled ? kDirections : 3 * kDirections;
+    const int64_t gate_planes = gate_plane_count(shared_scaled);
     const int64_t scaled_planes = strength.defined() && !shared_scaled ? 3 : 0;
     cpu::Scratch<T> buffer((gate_planes + scaled_planes) * hw + s.scan_scratch);
     T* normalized = buffer.data();
@@ -229,8 +232,7 @@ at::Tensor forward_kernel(const at::Tensor& x, const at::Tensor& guidance, const
 constexpr int64_t kMaxGroup = 4;  // bounds the per-thread buffers: (12 + 5 x 4) planes
 
 int64_t group_channels(int64_t plane_bytes, int64_t channels) {
-  const auto& caches = ial::cpu::cache_sizes();
-  const int64_t share = caches.l3 / std::max<int64_t>(1, std::min<int64_t>(caches.l3_share, at::get_num_threads()));
+  const int64_t share = ial::cpu::last_level_share();
   return std::clamp<int64_t>(share / 2 / (5 * plane_bytes), 1, std::min<int64_t>(kMaxGroup, channels));
 }
 
@@ -281,9 +283,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_kernel(
   auto binding_buffer = [&](int64_t b, int64_t part) { return bd + (b * parts.parts + part) * kDirections * hw; };
 
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
-    // As the forward's: r (shared with strength) or the normalised gates.
-    const int64_t gate_planes = shared_scaled ? kDirections : 3 * kDirections;
-    const int64_t scaled_planes = scaled && !shared_scaled ? 3 : 0;
+    const int64_t gate_planes = gate_plane_count(shared_scaled);
+    const int64_t scaled_planes = scaled && !shared_scaled ? 3 : 0;  // per-channel strength
     cpu::Scratch<T> buffer((gate_planes + 5 * group + 2 * scaled_planes) * hw + s.scan_scratch);
     cpu::Scratch<uint8_t> which(group * hw);  // channel k's first maximum at k * hw
     T* normalized = buffer.data();

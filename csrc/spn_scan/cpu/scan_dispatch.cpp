@@ -23,14 +23,13 @@ Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backwar
   const int64_t l2 = ial::cpu::cache_sizes().l2;
   const int64_t line = (std::max<int64_t>(1, geo.cross()) + 32) * element_size;  // a padded tile line, about
   Tiling tiling;
-  // Horizontal: whole rows when the tile buffers (5 forward, 10 backward) of
-  // that many columns fit half this thread's share of L2 and L3; otherwise the
+  // Horizontal: whole rows when the tile buffers (about 5 forward, 10 backward)
+  // of that many columns fit half this thread's share of L2 and L3; otherwise the
   // fewest equal tiles that do (a multiple of 8 columns, at most kMaxTile).
   // Whole rows make every block row of 8 image rows one contiguous run, which
   // the hardware prefetchers follow; tiles sized to the L2 alone read short
   // runs from every row (RESULTS.md has the measured widths).
-  const auto& caches = ial::cpu::cache_sizes();
-  const int64_t budget = (l2 + caches.l3 / std::max<int64_t>(1, caches.l3_share)) / 2;
+  const int64_t budget = (l2 + ial::cpu::last_level_share()) / 2;
   const int64_t arrays = backward ? 10 : 5;
   const int64_t fit = std::clamp<int64_t>(budget / (arrays * line), 16, kMaxTile);
   const int64_t steps = std::max<int64_t>(1, geo.steps());

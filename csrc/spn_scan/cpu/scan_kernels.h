@@ -718,13 +718,16 @@ constexpr int64_t kChannelGroup = 2;
 
 inline int64_t channel_group(int64_t channels) { return channels < kChannelGroup ? channels : kChannelGroup; }
 
+// Tiles of a horizontal forward: the gates (a, b, c), the channel group's x
+// (then h) and, scaled, the gate scale's r.
+inline int64_t forward_tiles(int64_t channels, bool scaled) { return 3 + channel_group(channels) + (scaled ? 1 : 0); }
+
 template <typename T>
 int64_t forward_scratch(const ScanGeometry& geo, const Tiling& tiling, int64_t channels, bool scaled) {
   // Horizontal: gate (and gate scale) tiles, the x tiles the scan turns into
   // h (channel_group), and each channel's last line of the previous tile.
   // Vertical: two rows of h per channel for merge_max.
-  const int64_t tiles = 3 + channel_group(channels) + (scaled ? 1 : 0);
-  const int64_t lines = geo.horizontal ? tiles * tiling.tile + channels : 2 * channels;
+  const int64_t lines = geo.horizontal ? forward_tiles(channels, scaled) * tiling.tile + channels : 2 * channels;
   return lines * padded_stride<T>(geo) + kPad<T>;
 }
 
@@ -795,7 +798,7 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
   T* lx = lc + tile;  // the x tiles of a group of channels, then their h tiles
   T* lr = lx + group * tile;  // the gate scale's r, when scaled
   T* carry = kScaled ? lr + tile : lr;  // channel k: h of the last line of its previous tile, at k * ls
-  zero_pads(la, (3 + group + (kScaled ? 1 : 0)) * tw + channels, ls, n);
+  zero_pads(la, forward_tiles(channels, kScaled) * tw + channels, ls, n);
   for (int64_t s0 = 0; s0 < steps; s0 += tw) {
     const int64_t count = steps - s0 < tw ? steps - s0 : tw;
     gather_tile(in.a, geo, s0, count, la, ls);

@@ -8,7 +8,6 @@
 #include <ATen/ops/empty.h>
 
 #include <cstdint>
-#include <memory>
 #include <numeric>
 
 namespace ial {

@@ -72,6 +72,9 @@ class UnaryNetwork(RebuildableNetwork):
                               freeze_batchnorm=resolved_freeze_batchnorm(backbone, weights, freeze_batchnorm),
                               aspp_channels=aspp_channels, aspp_rates=aspp_rates, head=head)
 
+    def coarse_logits(self, images: Tensor) -> Tensor:
+        """The logits at the output stride, before forward's resize to the input size."""
+        return self.classifier(self.head(self.aspp(self.backbone(images))))
+
     def forward(self, images: Tensor) -> Tensor:
-        logits = self.classifier(self.head(self.aspp(self.backbone(images))))
-        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.coarse_logits(images), size=images.shape[-2:], mode="bilinear", align_corners=False)

@@ -9,6 +9,8 @@ from .spn_scan import spn_scan
 from .spn_scan_reference import spn_scan_reference
 from .superpixel_pool import superpixel_pool, superpixel_unpool
 from .superpixel_pool_reference import superpixel_pool_reference, superpixel_unpool_reference
+from .upsampled_softmax import upsampled_softmax
+from .upsampled_softmax_reference import upsampled_softmax_reference
 
 __all__ = [
     "normalize_gates",
@@ -23,4 +25,6 @@ __all__ = [
     "superpixel_pool_reference",
     "superpixel_unpool",
     "superpixel_unpool_reference",
+    "upsampled_softmax",
+    "upsampled_softmax_reference",
 ]

@@ -86,11 +86,15 @@ class _LabelledNLL(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor):
         index, chosen, total, weight, at_floor = ctx.saved_tensors
         weight = weight * grad_loss
-        grad = (weight / total).unsqueeze(1).expand(-1, ctx.num_classes, -1, -1).contiguous()
-        grad.scatter_add_(1, index, -(weight / chosen).unsqueeze(1))
-        if at_floor is not None:
-            grad.masked_fill_(at_floor, 0)
-        return grad, None, None, None
+        per_pixel = (weight / total).unsqueeze(1)
+        at_target = -(weight / chosen).unsqueeze(1)
+        if at_floor is None:
+            grad = per_pixel.expand(-1, ctx.num_classes, -1, -1).contiguous()
+        else:
+            # One pass writes the map with the floored scores' zeros in place.
+            grad = torch.where(at_floor, 0, per_pixel)
+            at_target = at_target.masked_fill(at_floor.gather(1, index), 0)
+        return grad.scatter_add_(1, index, at_target), None, None, None
 
 
 def refined_map_loss(scores: Tensor, target: Tensor, floor: Optional[float] = None, eps: float = 1e-6) -> Tensor:

@@ -13,6 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..models import UnaryNetwork
+from ..ops import upsampled_softmax
+from ..ops.export_mode import exporting
 from .seeds import IGNORE_INDEX
 
 
@@ -23,7 +26,12 @@ def mask_absent_classes(logits: Tensor, class_labels: Tensor) -> Tensor:
 
 def unary_probabilities(unary: nn.Module, images: Tensor, class_labels: Optional[Tensor] = None) -> Tensor:
     """alpha_u (B, C, H, W): softmax of f's logits (or log-probabilities, as MultiScaleUnary
-    returns); with class_labels (B, C) multi-hot, absent classes get probability 0."""
+    returns); with class_labels (B, C) multi-hot, absent classes get probability 0. A
+    UnaryNetwork's logits go from its output stride to the image size inside the softmax op
+    (upsampled_softmax), without the full-size logits as a tensor."""
+    if isinstance(unary, UnaryNetwork) and not exporting():
+        present = None if class_labels is None else class_labels > 0
+        return upsampled_softmax(unary.coarse_logits(images), images.shape[-2:], present)
     logits = unary(images)
     if _may_overwrite(logits):
         if class_labels is not None:

@@ -1,6 +1,6 @@
 // The row kernels of gate_kernels_api.h, for the ISA region that includes this
 // file (IAL_CPU_ISA names its namespace). Only plain loops, memcpy and libm's
-// exp appear below, as in spn_scan/cpu/scan_kernels.h: a std:: template
+// exp (in common/fast_exp.h) appear below, as in spn_scan/cpu/scan_kernels.h: a std:: template
 // instantiated here could be merged by the linker with the portable unit's copy.
 // Inner loops run over the interior columns without bounds checks so the
 // compiler vectorises them; the first and last column take the clamped (or
@@ -19,38 +19,15 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 
+#include "../../common/fast_exp.h"
+
 namespace ial {
 namespace similarity {
 namespace cpu {
 namespace IAL_CPU_ISA {
 namespace {
 
-// exp(x) for float, branch-free so that loops over it vectorise: Cody-Waite
-// reduction by ln 2 and Cephes' degree-6 polynomial (about 1 ulp), x clamped
-// to [-87, 88] (results stay normal floats).
-inline float exp_of(float x) {
-  x = x > -87.0f ? x : -87.0f;  // one comparison per statement: both become a vector max / min
-  x = x < 88.0f ? x : 88.0f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float n = (x * 1.44269504088896341f + kRound) - kRound;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float two_to_n;
-  std::memcpy(&two_to_n, &bits, sizeof(two_to_n));
-  return p * two_to_n;
-}
-
-inline double exp_of(double x) {
-  return std::exp(x);
-}
+using ial::math::IAL_CPU_ISA::exp_of;
 
 template <typename T>
 inline T sigmoid_of(T x) {

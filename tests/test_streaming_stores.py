@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ial_ext
-from ial_ext.ops import superpixel_unpool
+from ial_ext.ops import superpixel_unpool, upsampled_softmax
 
 THRESHOLD = ial_ext.cpu_info()["streaming_store_bytes"]
 H, W = 129, 131  # rows at every alignment; a partial last tile
@@ -61,3 +61,16 @@ def test_superpixel_unpool_streamed_output_matches_regular_one():
     assert out.nbytes > THRESHOLD
     for c0, c1 in chunks(c):
         assert torch.equal(out[:, c0:c1], superpixel_unpool(pooled[:, :, c0:c1].contiguous(), labels))
+
+
+def test_upsampled_softmax_streamed_output_matches_regular_one():
+    # Batch items are independent: the whole batch (streamed) against one item at a time.
+    b = math.ceil(THRESHOLD / (3 * H * W * 4)) + 1
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(b, 3, 17, 17, generator=g) * 3
+    present = torch.rand(b, 3, generator=g) > 0.3
+    whole = upsampled_softmax(logits, (H, W), present)
+    per = max(1, THRESHOLD // (2 * 3 * H * W * 4))
+    for b0 in range(0, b, per):
+        part = upsampled_softmax(logits[b0:b0 + per], (H, W), present[b0:b0 + per])
+        assert torch.equal(whole[b0:b0 + per], part)

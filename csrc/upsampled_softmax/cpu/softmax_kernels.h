@@ -16,6 +16,9 @@
 #endif
 
 #include "../../common/fast_exp.h"
+#ifdef IAL_CPU_AVX2
+#include "../../common/avx2_stream.h"
+#endif
 
 namespace ial {
 namespace upsampled_softmax {
@@ -73,13 +76,30 @@ void softmax_row(const SoftmaxRow<T>& row, T* scratch) {
   for (int64_t j = 0; j < n; ++j) total[j] = T(1) / total[j];
   for (int64_t c = 0; c < row.classes; ++c) {
     T* __restrict__ o = row.out + c * row.out_stride;
-    if (row.present != nullptr && !row.present[c]) {
-      for (int64_t j = 0; j < n; ++j) o[j] = T(0);
-      continue;
+    T* __restrict__ v = values + c * n;
+    const bool absent = row.present != nullptr && !row.present[c];
+#ifdef IAL_CPU_AVX2
+    if constexpr (sizeof(T) == sizeof(float)) {
+      if (row.stream) {  // from the class's row of the buffer, which an absent class leaves free
+        if (absent) {
+          for (int64_t j = 0; j < n; ++j) v[j] = T(0);
+        } else {
+          for (int64_t j = 0; j < n; ++j) v[j] *= total[j];
+        }
+        ial::simd::stream_floats(reinterpret_cast<float*>(o), reinterpret_cast<const float*>(v), n);
+        continue;
+      }
     }
-    const T* __restrict__ v = values + c * n;
-    for (int64_t j = 0; j < n; ++j) o[j] = v[j] * total[j];
+#endif
+    if (absent) {
+      for (int64_t j = 0; j < n; ++j) o[j] = T(0);
+    } else {
+      for (int64_t j = 0; j < n; ++j) o[j] = v[j] * total[j];
+    }
   }
+#ifdef IAL_CPU_AVX2
+  if (row.stream) _mm_sfence();
+#endif
 }
 
 } // namespace

@@ -34,6 +34,7 @@ struct SoftmaxRow {
   int64_t width = 0;
   T* out = nullptr;  // class c's row at c * out_stride
   int64_t out_stride = 0;
+  bool stream = false;  // non-temporal stores where the kernels have them (an output past the caches)
 };
 
 template <typename T>

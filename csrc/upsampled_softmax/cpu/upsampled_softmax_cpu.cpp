@@ -3,10 +3,12 @@
 //      fraction h / H of the output;
 //   2. every output row: the two resized input rows it interpolates, then the
 //      softmax over the classes in a per-thread buffer, written once.
-// No full-size map but the output is written; the resize and its weights are
+// No full-size map but the output is written (with non-temporal stores where it
+// is larger than the caches); the resize and its weights are
 // ATen's (upsample_bilinear2d, align_corners=False), in the same order.
 #include "../upsampled_softmax.h"
 #include "softmax_kernels_api.h"
+#include "../../common/cpu_features.h"
 #include "../../common/output_memory.h"
 #include "../../common/reduced_precision.h"
 
@@ -64,6 +66,7 @@ at::Tensor softmax_kernel(const at::Tensor& logits, const SoftmaxGeometry& g, co
   T* od = out.mutable_data_ptr<T>();
   const AxisTaps<T> across(w, W), down(h, H);
   const auto across_taps = across.view();
+  const bool stream = out.nbytes() > static_cast<size_t>(ial::cpu::streaming_store_bytes());
   at::parallel_for(0, g.batch * classes * h, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) kernels.resize_row(in + r * w, across_taps, W, rd + r * W);
   });
@@ -83,6 +86,7 @@ at::Tensor softmax_kernel(const at::Tensor& logits, const SoftmaxGeometry& g, co
       task.width = W;
       task.out = od + b * classes * H * W + i * W;
       task.out_stride = H * W;
+      task.stream = stream;
       kernels.softmax_row(task, scratch.data());
     }
   });

@@ -151,7 +151,8 @@ def test_aten_cpu_capability_default_forces_the_portable_kernels():
     kernels give the results of the SIMD ones (to rounding)."""
     script = """
         import torch, ial_ext
-        from ial_ext.ops import similarity_gates, spn_propagate, spn_scan, superpixel_pool, superpixel_unpool
+        from ial_ext.ops import (similarity_gates, spn_propagate, spn_scan, superpixel_pool, superpixel_unpool,
+                                 upsampled_softmax)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(2, 9, 37, 41, generator=g)
         gates = torch.rand(2, 27, 37, 41, generator=g) / 3
@@ -175,6 +176,8 @@ def test_aten_cpu_capability_default_forces_the_portable_kernels():
                  *torch.ops.ial.similarity_gates_backward(grad_gates, logits, embedding, 1 / 3)]
         outs.append(superpixel_pool(x, labels, 30))
         outs.append(superpixel_unpool(torch.randn(2, 30, 9, generator=g), labels))
+        coarse, present = torch.randn(2, 9, 5, 6, generator=g) * 3, torch.rand(2, 9, generator=g) > 0.4
+        outs.append(upsampled_softmax(coarse, (37, 41), present))
         torch.save(outs, "{path}")
         print(ial_ext.cpu_info()["isa"])
         """

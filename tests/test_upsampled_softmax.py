@@ -113,6 +113,16 @@ def test_reduced_precision_computes_in_float32(dtype):
     torch.testing.assert_close(out, want.to(dtype), rtol=0, atol=0)
 
 
+def test_under_autocast_it_runs_in_float32():
+    # As autocast's own softmax: low-precision logits of a convolution give float32 probabilities.
+    logits, present = random_inputs((2, 4, 5, 6, 10, 12), torch.float32)
+    low = logits.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = upsampled_softmax(low, (10, 12), present)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, upsampled_softmax(low.float(), (10, 12), present))
+
+
 def test_channels_last_logits():
     logits, present = random_inputs((2, 5, 6, 7, 12, 14), torch.float32)
     channels_last = logits.contiguous(memory_format=torch.channels_last)

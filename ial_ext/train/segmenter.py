@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from ..models import UnaryNetwork
 from ..ops import upsampled_softmax
-from ..ops.export_mode import exporting
 from .seeds import IGNORE_INDEX
 
 
@@ -29,8 +28,8 @@ def unary_probabilities(unary: nn.Module, images: Tensor, class_labels: Optional
     returns); with class_labels (B, C) multi-hot, absent classes get probability 0. A
     UnaryNetwork's logits go from its output stride to the image size inside the softmax op
     (upsampled_softmax), without the full-size logits as a tensor."""
-    if isinstance(unary, UnaryNetwork) and not exporting():
-        present = None if class_labels is None else class_labels > 0
+    if isinstance(unary, UnaryNetwork):  # under export the op runs its composite of torch ops
+        present = None if class_labels is None else _present(class_labels)
         return upsampled_softmax(unary.coarse_logits(images), images.shape[-2:], present)
     logits = unary(images)
     if _may_overwrite(logits):
@@ -52,8 +51,12 @@ def _may_overwrite(logits: Tensor) -> bool:
             and logits.dtype in (torch.float32, torch.float64))
 
 
+def _present(class_labels: Tensor) -> Tensor:
+    return class_labels > 0
+
+
 def _absent(class_labels: Tensor) -> Tensor:
-    return ~(class_labels[:, :, None, None] > 0)
+    return ~_present(class_labels)[:, :, None, None]
 
 
 class Segmenter(nn.Module):

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import build_backbone, resolved_freeze_batchnorm
+from .memory_format import convolution_input, standard_layout
 from .spec import RebuildableNetwork, check_num_classes
 
 
@@ -32,7 +33,7 @@ class CAMNetwork(RebuildableNetwork):
 
     def class_maps(self, images: Tensor) -> Tensor:
         """Raw (signed) class maps (B, num_classes-1, h, w) at feature resolution."""
-        return self.classifier(self.backbone(images))
+        return standard_layout(self.classifier(self.backbone(convolution_input(images))))
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits (B, num_classes-1) of the foreground classes."""

@@ -36,6 +36,7 @@ from ..nn import SpatialPropagation, normalize_guidance
 from ..ops import similarity_gates
 from ..nn.spatial_propagation import GATES_PER_DIRECTION, NUM_DIRECTIONS
 from .layers import ConvNormAct
+from .memory_format import convolution_input, standard_layout
 from .pointwise import PointwiseConv2d, pointwise_heads
 from .spec import RebuildableNetwork, check_num_classes
 # Initial gates: b (the straight neighbour) starts at 0.1 and a, c at 0, plus
@@ -74,11 +75,11 @@ class GuidanceNetwork(nn.Module):
         return F.interpolate(x, size=reference.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, images: Tensor) -> Tensor:
-        full = self.full_res(images)
+        full = self.full_res(convolution_input(images))
         half = self.half_res(full)
         quarter = self.quarter_res(half)
         half = self.fuse_half(half + self._upsample_to(quarter, half))
-        return self.fuse_full(full + self._upsample_to(half, full))
+        return standard_layout(self.fuse_full(full + self._upsample_to(half, full)))
 
 
 class PairwiseNetwork(RebuildableNetwork):

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..ops import superpixel_pool
 from .backbone import build_backbone, resolved_freeze_batchnorm
+from .memory_format import convolution_input, standard_layout
 from .spec import RebuildableNetwork, check_num_classes
 
 
@@ -55,7 +56,7 @@ class RegionConfidenceNetwork(RebuildableNetwork):
                 meaningless: mask it out).
             num_segments: K, ids lie in [0, K).
         """
-        features = self.backbone(images)
+        features = standard_layout(self.backbone(convolution_input(images)))
         if self.pooling_stride != self.output_stride:
             size = [math.ceil(extent / self.pooling_stride) for extent in images.shape[-2:]]
             features = F.interpolate(features, size=size, mode="bilinear", align_corners=False)

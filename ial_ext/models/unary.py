@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from .aspp import ASPP
 from .backbone import build_backbone, resolved_freeze_batchnorm
 from .layers import ConvNormAct
+from .memory_format import convolution_input, standard_layout
 from .spec import RebuildableNetwork, check_num_classes
 
 # DeepLab v3's rates (6, 12, 18) are for output stride 16 on 513 px crops
@@ -74,7 +75,7 @@ class UnaryNetwork(RebuildableNetwork):
 
     def coarse_logits(self, images: Tensor) -> Tensor:
         """The logits at the output stride, before forward's resize to the input size."""
-        return self.classifier(self.head(self.aspp(self.backbone(images))))
+        return standard_layout(self.classifier(self.head(self.aspp(self.backbone(convolution_input(images))))))
 
     def forward(self, images: Tensor) -> Tensor:
         return F.interpolate(self.coarse_logits(images), size=images.shape[-2:], mode="bilinear", align_corners=False)

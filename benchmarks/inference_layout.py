@@ -1,0 +1,87 @@
+"""The no-grad passes of the EM loop with the convolutions in NCHW against channels-last
+(ial_ext.models.memory_format), interleaved round by round in one process, on the same inputs:
+  - unary: unary_probabilities of the unary network (the pairwise phase's input, the E-step);
+  - refine: Segmenter.labels with the pairwise network (the E-step's label pass, alpha_p);
+  - cams: the CAM network's class activation maps (the seeds).
+
+    python -m benchmarks.inference_layout --batch 4 --size 321 --backbone small --rounds 8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from unittest import mock
+
+import torch
+
+from benchmarks.pairwise_iteration import NUM_CLASSES, cpu_model, make_inputs, median_ratio, network_of, round_seconds
+from ial_ext.models import CAMNetwork, UnaryNetwork
+from ial_ext.train.segmenter import Segmenter, unary_probabilities
+from .cpu_memory import add_memory_options, apply_memory_options
+
+MODULES_USING_IT = ("unary", "cam", "region", "pairwise")
+
+
+def passes(inputs, backbone: str) -> dict:
+    images, labels = inputs.batch["image"], inputs.batch["class_labels"]
+    unary = UnaryNetwork(NUM_CLASSES, backbone=backbone).eval()
+    segmenter = Segmenter(unary, network_of("default").eval()).eval()
+    cam = CAMNetwork(NUM_CLASSES, backbone=backbone).eval()
+    # Each pass as labels (B, H, W) or (B, h, w): what the loop keeps of it.
+    return {"unary": lambda: unary_probabilities(unary, images, labels).argmax(1),
+            "refine": lambda: segmenter.labels(images, labels),
+            "cams": lambda: cam.cams(images).argmax(1)}
+
+
+def as_nchw():
+    """The networks' convolutions with their input as given (NCHW)."""
+    patches = [mock.patch(f"ial_ext.models.{name}.convolution_input", lambda images: images)
+               for name in MODULES_USING_IT]
+    for patch in patches:
+        patch.start()
+    return patches
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=321)
+    parser.add_argument("--backbone", default="small")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=8)
+    add_memory_options(parser.add_argument)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    memory = apply_memory_options(args.retained_heap_mib, args.large_tensor_heap)
+    inputs = make_inputs(args.batch, args.size)
+    runs = passes(inputs, args.backbone)
+
+    def under_nchw(run):
+        def call():
+            patches = as_nchw()
+            try:
+                return run()
+            finally:
+                for patch in patches:
+                    patch.stop()
+        return call
+
+    steps = {}
+    for name, run in runs.items():
+        steps[f"{name}_nchw"] = under_nchw(run)
+        steps[f"{name}_channels_last"] = run
+    with torch.no_grad():
+        same = {name: torch.equal(steps[f"{name}_nchw"](), run()) for name, run in runs.items()}
+        times = round_seconds(steps, args.rounds)
+    result = {"batch": args.batch, "size": args.size, "backbone": args.backbone, "threads": args.threads,
+              "cpu": cpu_model(), **memory, "same_labels": same}
+    for name in runs:
+        nchw, last = times[f"{name}_nchw"], times[f"{name}_channels_last"]
+        result[name] = {"nchw_ms": 1e3 * statistics.median(nchw), "channels_last_ms": 1e3 * statistics.median(last),
+                        "nchw_over_channels_last": median_ratio(nchw, last)}
+    print(json.dumps(result, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -24,8 +24,6 @@ from ial_ext.models import CAMNetwork, UnaryNetwork
 from ial_ext.train.segmenter import Segmenter, unary_probabilities
 from .cpu_memory import add_memory_options, apply_memory_options
 
-MODULES_USING_IT = ("unary", "cam", "region", "pairwise")
-
 
 def passes(inputs, backbone: str) -> dict:
     images, labels = inputs.batch["image"], inputs.batch["class_labels"]
@@ -38,13 +36,12 @@ def passes(inputs, backbone: str) -> dict:
             "cams": torch.no_grad()(lambda: cam.cams(images).argmax(1))}
 
 
-def as_nchw():
-    """The networks' convolutions with their input as given (NCHW)."""
-    patches = [mock.patch(f"ial_ext.models.{name}.convolution_input", lambda images: images)
-               for name in MODULES_USING_IT]
-    for patch in patches:
-        patch.start()
-    return patches
+def under_nchw(run):
+    """`run` with every network's convolutions on their input as given (NCHW)."""
+    def call():
+        with mock.patch("ial_ext.models.memory_format.channels_last_pays", return_value=False):
+            return run()
+    return call
 
 
 def main(argv=None) -> None:
@@ -62,16 +59,6 @@ def main(argv=None) -> None:
     inputs = make_inputs(args.batch, args.size)
     runs = {"pairwise_iteration": pairwise_step(inputs, "default")} if args.pairwise_iteration else passes(
         inputs, args.backbone)
-
-    def under_nchw(run):
-        def call():
-            patches = as_nchw()
-            try:
-                return run()
-            finally:
-                for patch in patches:
-                    patch.stop()
-        return call
 
     steps = {}
     for name, run in runs.items():

@@ -12,13 +12,17 @@ from torch import Tensor
 from ..ops.export_mode import exporting
 
 
+def channels_last_pays(images: Tensor) -> bool:
+    """Whether the convolutions of `images` run channels-last: a (B, C, H, W) batch on the CPU,
+    no autograd graph being built, not under export."""
+    return images.device.type == "cpu" and images.dim() == 4 and not torch.is_grad_enabled() and not exporting()
+
+
 def convolution_input(images: Tensor) -> Tensor:
-    """`images` (B, C, H, W) in the memory format its convolutions run fastest in: channels-last
-    on the CPU when no autograd graph is being built, as given otherwise. The values are the
-    same; a network's output then is channels-last too (see `standard_layout`)."""
-    if images.device.type == "cpu" and images.dim() == 4 and not torch.is_grad_enabled() and not exporting():
-        return images.contiguous(memory_format=torch.channels_last)
-    return images
+    """`images` in the memory format its convolutions run fastest in (`channels_last_pays`), as
+    given otherwise. The values are the same; a network's output then is channels-last too (see
+    `standard_layout`)."""
+    return images.contiguous(memory_format=torch.channels_last) if channels_last_pays(images) else images
 
 
 def standard_layout(maps: Tensor) -> Tensor:

@@ -778,6 +778,35 @@ void forward_vertical(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, co
   }
 }
 
+// With whole-row tiles a channel's gathers read its planes from memory while
+// the scan between gathers reads only the tile buffers: the scan of one
+// channel (group) fetches the next one's planes into the cache, a part per
+// line step, so their reads overlap the arithmetic instead of following it.
+struct NextPlanes {
+  static constexpr int kMaxSpans = 3;
+  const char* begin[kMaxSpans] = {};
+  int64_t bytes = 0;  // of each span
+  int spans = 0;
+
+  template <typename T>
+  void add(const T* p, int64_t elements) {
+    begin[spans++] = reinterpret_cast<const char*>(p);
+    bytes = elements * int64_t(sizeof(T));
+  }
+
+  // Part k of `parts`.
+  void prefetch_part(int64_t k, int64_t parts) const {
+    const int64_t lo = bytes * k / parts / kCacheLine * kCacheLine;
+    const int64_t hi = bytes * (k + 1) / parts;
+    for (int i = 0; i < spans; ++i) {
+      for (int64_t off = lo; off < hi; off += kCacheLine) __builtin_prefetch(begin[i] + off, 0, 2);
+    }
+  }
+};
+
+// Whether a tile of `count` steps is the whole plane, where NextPlanes pays.
+inline bool whole_plane_tile(const ScanGeometry& geo, int64_t count) { return count == geo.steps(); }
+
 // kLineKernels = false leaves the tile's lines as gathered, so x comes back out unchanged: the
 // scan's memory traffic without its arithmetic (benchmarks/scan_access_pattern.cpp).
 template <bool kScaled, typename T, bool kLineKernels = true>
@@ -818,8 +847,13 @@ void forward_horizontal(const ScanInputs<T>& in, T* h, const ScanGeometry& geo, 
         prefetch_tile(in.c, geo, tw, s0 + tw);
         if constexpr (kScaled) prefetch_tile(in.r, geo, tw, s0 + tw);
       }
+      NextPlanes next;
+      if (c0 + g < channels && whole_plane_tile(geo, count)) {
+        next.add(in.x + (c0 + g) * hw, (channels - c0 - g < group ? channels - c0 - g : group) * hw);
+      }
       for (int64_t k = 0; kLineKernels && k < count; ++k) {
         const int64_t off = k * ls;
+        next.prefetch_part(k, count);
         for (int64_t j = 0; j < g; ++j) {
           T* lj = lx + j * tile;
           const T* hp = k > 0 ? lj + off - ls : (s0 > 0 ? carry + (c0 + j) * ls : nullptr);
@@ -1029,10 +1063,17 @@ void backward_horizontal(const BackwardInputs<T>& p, const ScanGeometry& geo, co
         prefetch_tile(p.b, geo, tw, s0 - tw);
         prefetch_tile(p.c, geo, tw, s0 - tw);
       }
+      NextPlanes next;
+      if (ch + 1 < channels && whole_plane_tile(geo, count)) {
+        next.add(p.g + po + hw, hw);
+        next.add(p.x + po + hw, hw);
+        next.add(p.h + po + hw, hw);
+      }
       int cur = tile_cur;
       with_flags(p.accumulate_x && want_x, p.accumulate_gates || ch > 0, [&](auto acc_x, auto acc_g) {
         backward_lines<decltype(acc_x)::value, decltype(acc_g)::value, true, kScaled>(
             send, ch, cur, count - 1, 0, n, [&](int64_t k) {
+              next.prefetch_part(count - 1 - k, count);
               const int64_t off = k * ls;
               const T* hp = s0 + k == 0 ? nullptr : lh + off;
               BackwardLine<T> line{

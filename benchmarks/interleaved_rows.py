@@ -9,6 +9,10 @@ roofline) run once per round, and each row is reported as its median time and th
 rounds of (its time / that round's copy time) x (bytes copied / bytes the row must move), the
 suite's "x roofline". A pooling row then also finds its labels and index out of the cache, as the
 trainer's calls do. Bytes as in test_bench_spn_scan.py and test_bench_superpixel_pool.py.
+
+Every row follows an untimed copy of the suite's size, so that it reads its inputs from memory
+whatever the size of the last-level cache: without it (--no-evict), on a machine whose L3 holds x
+the rows after the first read what the row before them left in the L3.
 """
 from __future__ import annotations
 
@@ -83,6 +87,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default="", help="rows whose name contains this")
+    parser.add_argument("--evict", action=argparse.BooleanOptionalAction, default=True,
+                        help="an untimed copy of the suite's size before every row")
     add_memory_options(parser.add_argument)
     args = parser.parse_args(argv)
     size = args.size or ([4, 21, 321, 321] if args.op == "scan" else [8, 21, 321, 321, 300])
@@ -98,9 +104,10 @@ def main(argv=None) -> None:
     dst = torch.empty_like(src)
     steps = {"copy": lambda: dst.copy_(src)}
     steps.update({name: call for name, (call, _) in rows.items()})
-    times = round_seconds(steps, args.rounds)
+    times = round_seconds(steps, args.rounds, before=steps["copy"] if args.evict else None)
     copy_bytes = 2 * COPY_BYTES
     report = {"cpu": cpu_model(), "caches": ial_ext.cpu_info(), "threads": args.threads, "size": size,
+              "evict": args.evict,
               "copy_GB_s": copy_bytes / sorted(times["copy"])[len(times["copy"]) // 2] / 1e9, "rows": {}}
     for name, (_, nbytes) in rows.items():
         report["rows"][name] = {

@@ -133,15 +133,18 @@ def cpu_model() -> str:
     return names[0] if names else ""
 
 
-def round_seconds(steps: dict, rounds: int, warmup: int = 1) -> dict:
+def round_seconds(steps: dict, rounds: int, warmup: int = 1, before=None) -> dict:
     """Each step's seconds in every round, with the steps' rounds interleaved (A B C A B C ...):
-    the process's state (allocator, page cache, other load) then weighs on every step alike."""
+    the process's state (allocator, page cache, other load) then weighs on every step alike.
+    `before`, if given, runs untimed ahead of every step."""
     for _ in range(warmup):
         for step in steps.values():
             step()
     times = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
+            if before is not None:
+                before()
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)

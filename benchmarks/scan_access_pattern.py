@@ -16,7 +16,8 @@ interleaved round by round in one process (x float32, gates (B, 3, H, W)):
 Each as the median over rounds, the median of per-round ratios to the copy ("x_copy"), and the
 median of per-round ratios to the suite copy over the values the suite's roofline counts
 (2 + 3/C per element: "x_roofline", as in the suite). A scan close to "tiles" spends
-its time on the access pattern, not on its arithmetic.
+its time on the access pattern, not on its arithmetic. Every step follows an untimed suite copy,
+so it reads x from memory whatever the size of the last-level cache (--no-evict: without).
 The module compiles on first use (torch.utils.cpp_extension, a minute); x86-64 with AVX2 only.
 """
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, nargs=4, default=(4, 21, 321, 321), metavar=("B", "C", "H", "W"))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--evict", action=argparse.BooleanOptionalAction, default=True,
+                        help="an untimed suite copy before every step")
     add_memory_options(parser.add_argument)
     args = parser.parse_args(argv)
     module = build()
@@ -84,10 +87,10 @@ def main(argv=None) -> None:
         steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d)
         steps[f"scan, dir {direction}"] = lambda d=direction: spn_scan(x, gates, d)
     with torch.no_grad():
-        times = round_seconds(steps, args.rounds)
+        times = round_seconds(steps, args.rounds, before=steps["suite copy"] if args.evict else None)
     suite_time = statistics.median(times["suite copy"])
     result = {"size": [b, c, h, w], "threads": args.threads, "cpu": cpu_model(), "isa": ial_ext.cpu_info()["isa"],
-              "tile_width": module.tile_width(h, w), "copy_GB_s": 2 * x.nbytes / statistics.median(times["copy"]) / 1e9,
+              "tile_width": module.tile_width(h, w), "evict": args.evict, "copy_GB_s": 2 * x.nbytes / statistics.median(times["copy"]) / 1e9,
               "suite_copy_GB_s": 2 * COPY_BYTES / suite_time / 1e9}
     # What the suite's roofline counts (test_bench_spn_scan.values_moved), in copies of x.
     scan_copies = values_moved("forward", gate_values("shared", c)) / 2

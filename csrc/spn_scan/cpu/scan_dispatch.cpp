@@ -23,18 +23,17 @@ Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backwar
   const int64_t l2 = ial::cpu::cache_sizes().l2;
   const int64_t line = (std::max<int64_t>(1, geo.cross()) + 32) * element_size;  // a padded tile line, about
   Tiling tiling;
-  // Horizontal: the tile buffers (about 5 forward, 10 backward) stay in the L2
-  // when half of it holds the backward's at kMinL2Tile columns or more, so that
-  // every tile still reads runs of several cache lines from each row. Otherwise
-  // whole rows, when they fit half this thread's share of L2 and L3, or the
-  // fewest equal tiles that do (a multiple of 8 columns, at most kMaxTile).
-  // Whole rows make every block row of 8 image rows one contiguous run, which
-  // the hardware prefetchers follow; narrower tiles that do not fit the L2
-  // either read short runs from every row (RESULTS.md has the widths measured
-  // on each machine).
+  // Horizontal: with an L2 of kTileL2 or more a core (the Intel Xeons seen),
+  // the tile buffers (about 5 forward, 10 backward) stay in half of it, which
+  // measured faster than any wider tile read from their slower L3. With a
+  // smaller L2 (the AMD machines seen) the tiles that fit it read runs too
+  // short from every row: there, whole rows when their buffers fit half this
+  // thread's share of L2 and L3, otherwise the fewest equal tiles that do. Whole
+  // rows make every block row of 8 image rows one contiguous run, which the
+  // hardware prefetchers follow. Tiles are a multiple of 8 columns, at most
+  // kMaxTile (RESULTS.md has the widths measured on each machine).
   const int64_t arrays = backward ? 10 : 5;
-  const bool l2_tiles = l2 / 2 / (10 * line) >= kMinL2Tile;
-  const int64_t budget = l2_tiles ? l2 / 2 : (l2 + ial::cpu::last_level_share()) / 2;
+  const int64_t budget = l2 >= kTileL2 ? l2 / 2 : (l2 + ial::cpu::last_level_share()) / 2;
   const int64_t fit = std::clamp<int64_t>(budget / (arrays * line), 16, kMaxTile);
   const int64_t steps = std::max<int64_t>(1, geo.steps());
   const int64_t tiles = (steps + fit - 1) / fit;

@@ -22,7 +22,6 @@ namespace {
 
 #if defined(__linux__)
 
-constexpr size_t kMinBytes = size_t(1) << 20;      // smaller requests stay with torch's allocator
 constexpr size_t kGrain = size_t(64) << 10;        // block sizes round up to this
 constexpr size_t kSegmentBytes = size_t(1) << 30;  // address space reserved at a time
 
@@ -45,7 +44,7 @@ class LargeBlockHeap final : public c10::Allocator {
   explicit LargeBlockHeap(c10::Allocator* small) : small_(small) {}
 
   c10::DataPtr allocate(size_t bytes) override {
-    if (bytes < kMinBytes) {
+    if (bytes < kLargeBlockBytes) {
       return small_->allocate(bytes);
     }
     void* data = reinterpret_cast<void*>(take((bytes + kGrain - 1) / kGrain * kGrain));

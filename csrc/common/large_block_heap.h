@@ -6,6 +6,9 @@
 namespace ial {
 namespace common {
 
+// Requests of this size and more come from the heap once it is installed.
+constexpr size_t kLargeBlockBytes = size_t(1) << 20;
+
 // Makes torch's CPU allocator take every request of 1 MiB and more from a heap
 // that holds only such blocks and keeps their pages when they are freed; smaller
 // requests go to the allocator it replaces. A general heap (glibc's) lets small

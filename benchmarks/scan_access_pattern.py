@@ -41,9 +41,11 @@ from .test_bench_spn_scan import gate_values, values_moved
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
-# The scan kernels and the dispatch they need, as setup.py compiles them.
+# The scan kernels and the dispatch they need, as setup.py compiles them. This module's copy of
+# the large-tensor heap is never installed: its tiles' scratch takes the size it needs.
 LIBRARY_SOURCES = [
     "common/cpu_features.cpp",
+    "common/large_block_heap.cpp",
     "spn_scan/cpu/scan_dispatch.cpp",
     "spn_scan/cpu/scan_kernels_avx2.cpp",
     "spn_scan/cpu/scan_kernels_default.cpp",

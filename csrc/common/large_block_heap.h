@@ -9,7 +9,7 @@ namespace common {
 // Requests of this size and more come from the heap once it is installed.
 constexpr size_t kLargeBlockBytes = size_t(1) << 20;
 
-// Makes torch's CPU allocator take every request of 1 MiB and more from a heap
+// Makes torch's CPU allocator take every request of kLargeBlockBytes and more from a heap
 // that holds only such blocks and keeps their pages when they are freed; smaller
 // requests go to the allocator it replaces. A general heap (glibc's) lets small
 // long-lived blocks pin holes between large ones, and a training loop's RSS then

@@ -19,6 +19,8 @@ const Kernels<T>& scan_kernels() {
 template const Kernels<float>& scan_kernels<float>();
 template const Kernels<double>& scan_kernels<double>();
 
+constexpr int64_t kTileL2 = 2 << 20;  // the L2 size from which horizontal tiles stay in it
+
 Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backward) {
   const int64_t l2 = ial::cpu::cache_sizes().l2;
   const int64_t line = (std::max<int64_t>(1, geo.cross()) + 32) * element_size;  // a padded tile line, about

@@ -20,7 +20,6 @@ struct Tiling {
   int64_t rows = 32;
 };
 constexpr int64_t kMaxTile = 512;  // columns per horizontal tile, at most
-constexpr int64_t kTileL2 = 2 << 20;  // the L2 size from which horizontal tiles stay in it
 
 // The tiling of a forward or backward scan, from the cache sizes.
 Tiling choose_tiling(const ScanGeometry& geo, int64_t element_size, bool backward);

@@ -20,16 +20,14 @@ namespace cpu {
 // Per-thread scratch, aligned to a cache line and left uninitialised (the
 // kernels write every element before reading it). Taken from torch's CPU
 // allocator, so that under the trainer's large-tensor heap the buffers share
-// the blocks freed tensors leave instead of holding their own; at least the
-// heap's block size, since glibc may hand a smaller buffer's pages back to the
-// OS after every call, and the next call then faults them in again.
+// the blocks freed tensors leave instead of holding their own. Under the heap
+// they take at least its block size: glibc may hand a smaller buffer's pages
+// back to the OS after every call, and the next call then faults them in again.
 template <typename T>
 class Scratch {
  public:
   explicit Scratch(int64_t elements)
-      : storage_(at::empty({std::max<int64_t>(int64_t(elements * sizeof(T) + kAlign),
-                                              int64_t(common::kLargeBlockBytes))},
-                           at::TensorOptions().dtype(at::kByte))) {}
+      : storage_(at::empty({bytes(elements)}, at::TensorOptions().dtype(at::kByte))) {}
   T* data() {
     const auto address = reinterpret_cast<std::uintptr_t>(storage_.mutable_data_ptr());
     return reinterpret_cast<T*>((address + kAlign - 1) & ~std::uintptr_t(kAlign - 1));
@@ -37,6 +35,13 @@ class Scratch {
 
  private:
   static constexpr std::uintptr_t kAlign = 64;
+
+  static int64_t bytes(int64_t elements) {
+    const int64_t needed = int64_t(elements * sizeof(T) + kAlign);
+    return common::large_block_heap_installed() ? std::max<int64_t>(needed, int64_t(common::kLargeBlockBytes))
+                                                : needed;
+  }
+
   at::Tensor storage_;
 };
 

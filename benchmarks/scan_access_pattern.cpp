@@ -1,13 +1,15 @@
 // The memory access pattern of the horizontal shared-gate scan without its arithmetic: the
 // library's own forward_horizontal (scan_kernels.h, compiled here as in scan_kernels_avx2.cpp)
-// with its line kernels left out, so every x tile goes back out unchanged. Built by
-// benchmarks/scan_access_pattern.py.
+// with its line kernels left out, so every x tile goes back out unchanged; and plain copies of x
+// in the runs of column tiles, without transposes or gates. Built by benchmarks/scan_access_pattern.py.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/cpu_features.h"
 #include "spn_scan/cpu/scan_kernels_api.h"
@@ -71,10 +73,59 @@ at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t dire
   return out;
 }
 
+// Fetches the run of `bytes` at p (kWrite: for writing), a cache line at a time.
+template <int kWrite>
+void prefetch_run(const void* p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(static_cast<const char*>(p) + off, kWrite, 3);
+}
+
+// x (B, C, H, W) float32 copied in the order a horizontal scan of `tile`-column tiles moves it (per
+// batch item and part of its channels, tile by tile, channel by channel, row by row), each row's run
+// of the tile at once, the rows 16 ahead fetched. `staged`: every channel's tile goes into a row-major
+// buffer first and out of it afterwards, a phase of reads then one of writes, as the scan's gather and
+// scatter; otherwise each run goes straight from x to the output.
+at::Tensor copy_runs(const at::Tensor& x, int64_t tile, bool staged) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(), "x: contiguous (B, C, H, W) float32");
+  TORCH_CHECK(tile > 0, "tile: at least one column, got ", tile);
+  constexpr int64_t kAhead = 16;
+  const int64_t channels = x.size(1), height = x.size(2), width = x.size(3);
+  const int64_t hw = height * width;
+  at::Tensor out = at::empty_like(x);
+  const float* xd = x.const_data_ptr<float>();
+  float* od = out.mutable_data_ptr<float>();
+  const auto calls = ial::spn::cpu::channel_calls(x.size(0), channels, /*shared_gates=*/true);
+  at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> stage(staged ? height * tile : 0);
+    for (int64_t call = begin; call < end; ++call) {
+      const int64_t first = calls.batch(call) * channels + calls.first(call);
+      for (int64_t s0 = 0; s0 < width; s0 += tile) {
+        const int64_t bytes = std::min(tile, width - s0) * int64_t(sizeof(float));
+        for (int64_t c = first; c < first + calls.channels(call); ++c) {
+          const float* src = xd + c * hw + s0;
+          float* dst = od + c * hw + s0;
+          for (int64_t i = 0; i < height; ++i) {
+            if (i + kAhead < height) {
+              prefetch_run<0>(src + (i + kAhead) * width, bytes);
+              if (!staged) prefetch_run<1>(dst + (i + kAhead) * width, bytes);
+            }
+            std::memcpy(staged ? stage.data() + i * tile : dst + i * width, src + i * width, bytes);
+          }
+          for (int64_t i = 0; staged && i < height; ++i) {
+            if (i + kAhead < height) prefetch_run<1>(dst + (i + kAhead) * width, bytes);
+            std::memcpy(dst + i * width, stage.data() + i * tile, bytes);
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("move_tiles", &move_tiles, "the horizontal shared scan's tile moves, without its arithmetic");
+  m.def("copy_runs", &copy_runs, "x copied in the runs of column tiles of the given width");
   m.def("tile_width", [](int64_t height, int64_t width) {
     ial::spn::ScanGeometry geo;
     geo.height = height;

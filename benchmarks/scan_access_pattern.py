@@ -12,6 +12,11 @@ interleaved round by round in one process (x float32, gates (B, 3, H, W)):
   - tiles: the scan's own forward (scan_access_pattern.cpp, the library's code compiled beside
     it) with the line kernels left out: the same gathers of the gate and x tiles, scatters and
     prefetches, and x goes out unchanged;
+  - runs of N: x copied in the order the scan moves tiles of N columns (N = 32, the scan's own width
+    and the whole row), each row's run straight to the output: what such runs cost the memory
+    system, without transposes, line buffers or gates;
+  - staged runs of N: the same through a buffer, every channel's tile read in whole, then written
+    out, as the scan's gather and scatter are two phases;
   - scan: `spn_scan` forward with shared gates.
 Each as the median over rounds, the median of per-round ratios to the copy ("x_copy"), and the
 median of per-round ratios to the suite copy over the values the suite's roofline counts
@@ -82,9 +87,18 @@ def main(argv=None) -> None:
         moved = module.move_tiles(x, gates, direction)
         if not torch.equal(moved, x):
             raise SystemExit("scan_access_pattern: the tile moves did not give x back")
+    tile = module.tile_width(h, w)
+    widths = sorted({32, tile, w})
+    for width in widths:
+        for staged in (False, True):
+            if not torch.equal(module.copy_runs(x, width, staged), x):
+                raise SystemExit("scan_access_pattern: the run copy did not give x back")
     suite_src = torch.rand(COPY_BYTES // 4)
     suite_dst = torch.empty_like(suite_src)
     steps = {"copy": lambda: out.copy_(x), "suite copy": lambda: suite_dst.copy_(suite_src)}
+    for width in widths:
+        steps[f"runs of {width}"] = lambda width=width: module.copy_runs(x, width, False)
+        steps[f"staged runs of {width}"] = lambda width=width: module.copy_runs(x, width, True)
     for direction in (0, 1):
         steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d)
         steps[f"scan, dir {direction}"] = lambda d=direction: spn_scan(x, gates, d)
@@ -92,14 +106,14 @@ def main(argv=None) -> None:
         times = round_seconds(steps, args.rounds, before=steps["suite copy"] if args.evict else None)
     suite_time = statistics.median(times["suite copy"])
     result = {"size": [b, c, h, w], "threads": args.threads, "cpu": cpu_model(), "isa": ial_ext.cpu_info()["isa"],
-              "tile_width": module.tile_width(h, w), "evict": args.evict, "copy_GB_s": 2 * x.nbytes / statistics.median(times["copy"]) / 1e9,
+              "tile_width": tile, "evict": args.evict, "copy_GB_s": 2 * x.nbytes / statistics.median(times["copy"]) / 1e9,
               "suite_copy_GB_s": 2 * COPY_BYTES / suite_time / 1e9}
     # What the suite's roofline counts (test_bench_spn_scan.values_moved), in copies of x.
     scan_copies = values_moved("forward", gate_values("shared", c)) / 2
     for name, values in times.items():
         if name == "suite copy":
             continue
-        copies = 1.0 if name == "copy" else scan_copies
+        copies = 1.0 if name == "copy" or "runs of" in name else scan_copies  # the runs move no gates
         to_copy = median_ratio(values, times["copy"])
         to_suite = median_ratio(values, times["suite copy"])
         result[name] = {"ms": round(statistics.median(values) * 1e3, 3), "x_copy": round(to_copy, 3),

@@ -28,14 +28,19 @@ void move_tiles(const ScanInputs<float>& in, float* h, const ScanGeometry& geo, 
   forward_horizontal<false, float, /*kLineKernels=*/false>(in, h, geo, tiling, scratch);
 }
 
+// A run written around the caches, its lines not read first; stream_fence() once the runs are out.
+void stream_run(float* dst, const float* src, int64_t n) { ial::simd::stream_floats(dst, src, n); }
+void stream_fence() { _mm_sfence(); }
+
 }  // namespace ial::spn::cpu::access_pattern
 #include "common/isa_end.h"
 
 namespace {
 
 // x (B, C, H, W) and gates (B, 3, H, W) float32, contiguous; direction 0 (left to right) or 1.
-// Returns x, moved through the scan's tiles (the gate tiles gathered as the scan does).
-at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t direction) {
+// Returns x, moved through the scan's tiles (the gate tiles gathered as the scan does). `stream`:
+// the scatter streams its rows, as spn_scan does for an output beyond half the last-level cache.
+at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t direction, bool stream) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(), "x: contiguous (B, C, H, W) float32");
   TORCH_CHECK(gates.dim() == 4 && gates.size(1) == 3 && gates.scalar_type() == at::kFloat && gates.is_contiguous(),
               "gates: contiguous (B, 3, H, W) float32");
@@ -58,7 +63,6 @@ at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t dire
   const float* gd = gates.const_data_ptr<float>();
   float* od = out.mutable_data_ptr<float>();
   const int64_t hw = geo.plane_size();
-  const bool stream = ial::cpu::streams_output(out.nbytes());  // as spn_scan
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<float> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {
@@ -66,7 +70,7 @@ at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t dire
       const int64_t p = b * geo.channels + calls.first(call);
       const float* a = gd + b * 3 * hw;
       cpu::ScanInputs<float> in{xd + p * hw, a, a + hw, a + 2 * hw, calls.channels(call)};
-      in.stream = stream;
+      in.stream = stream || ial::cpu::streams_output(out.nbytes());
       cpu::access_pattern::move_tiles(in, od + p * hw, geo, tiling, scratch.data());
     }
   });
@@ -81,14 +85,25 @@ void prefetch_run(const void* p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += kLine) __builtin_prefetch(static_cast<const char*>(p) + off, kWrite, 3);
 }
 
+// A row's run of the output: streamed, or stored (its lines fetched for writing by the caller).
+void write_run(float* dst, const float* src, int64_t bytes, bool stream) {
+  if (stream) {
+    ial::spn::cpu::access_pattern::stream_run(dst, src, bytes / int64_t(sizeof(float)));
+  } else {
+    std::memcpy(dst, src, bytes);
+  }
+}
+
 // x (B, C, H, W) float32 copied in the order a horizontal scan of `tile`-column tiles moves it (per
 // batch item and part of its channels, tile by tile, channel by channel, row by row), each row's run
 // of the tile at once, the rows 16 ahead fetched. `staged`: every channel's tile goes into a row-major
 // buffer first and out of it afterwards, a phase of reads then one of writes, as the scan's gather and
-// scatter; otherwise each run goes straight from x to the output.
-at::Tensor copy_runs(const at::Tensor& x, int64_t tile, bool staged) {
+// scatter; otherwise each run goes straight from x to the output. `stream`: the output's runs are
+// streamed (access_pattern::stream_run) instead of fetched for writing and stored.
+at::Tensor copy_runs(const at::Tensor& x, int64_t tile, bool staged, bool stream) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous(), "x: contiguous (B, C, H, W) float32");
   TORCH_CHECK(tile > 0, "tile: at least one column, got ", tile);
+  TORCH_CHECK(!stream || ial::cpu::active_isa() != ial::cpu::Isa::kDefault, "stream: needs AVX2");
   constexpr int64_t kAhead = 16;
   const int64_t channels = x.size(1), height = x.size(2), width = x.size(3);
   const int64_t hw = height * width;
@@ -108,14 +123,19 @@ at::Tensor copy_runs(const at::Tensor& x, int64_t tile, bool staged) {
           for (int64_t i = 0; i < height; ++i) {
             if (i + kAhead < height) {
               prefetch_run<0>(src + (i + kAhead) * width, bytes);
-              if (!staged) prefetch_run<1>(dst + (i + kAhead) * width, bytes);
+              if (!staged && !stream) prefetch_run<1>(dst + (i + kAhead) * width, bytes);
             }
-            std::memcpy(staged ? stage.data() + i * tile : dst + i * width, src + i * width, bytes);
+            if (staged) {
+              std::memcpy(stage.data() + i * tile, src + i * width, bytes);
+            } else {
+              write_run(dst + i * width, src + i * width, bytes, stream);
+            }
           }
           for (int64_t i = 0; staged && i < height; ++i) {
-            if (i + kAhead < height) prefetch_run<1>(dst + (i + kAhead) * width, bytes);
-            std::memcpy(dst + i * width, stage.data() + i * tile, bytes);
+            if (!stream && i + kAhead < height) prefetch_run<1>(dst + (i + kAhead) * width, bytes);
+            write_run(dst + i * width, stage.data() + i * tile, bytes, stream);
           }
+          if (stream) ial::spn::cpu::access_pattern::stream_fence();
         }
       }
     }

@@ -17,6 +17,8 @@ interleaved round by round in one process (x float32, gates (B, 3, H, W)):
     system, without transposes, line buffers or gates;
   - staged runs of N: the same through a buffer, every channel's tile read in whole, then written
     out, as the scan's gather and scatter are two phases;
+  - streamed (runs, staged runs, tiles): the output written with non-temporal stores, which do not
+    read its lines first, instead of fetched for writing and stored;
   - scan: `spn_scan` forward with shared gates.
 Each as the median over rounds, the median of per-round ratios to the copy ("x_copy"), and the
 median of per-round ratios to the suite copy over the values the suite's roofline counts
@@ -28,6 +30,7 @@ The module compiles on first use (torch.utils.cpp_extension, a minute); x86-64 w
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -83,24 +86,24 @@ def main(argv=None) -> None:
     x = torch.rand(b, c, h, w)
     gates = torch.rand(b, 3, h, w) / 3
     out = torch.empty_like(x)
-    for direction in (0, 1):
-        moved = module.move_tiles(x, gates, direction)
-        if not torch.equal(moved, x):
+    for direction, stream in itertools.product((0, 1), (False, True)):
+        if not torch.equal(module.move_tiles(x, gates, direction, stream), x):
             raise SystemExit("scan_access_pattern: the tile moves did not give x back")
     tile = module.tile_width(h, w)
     widths = sorted({32, tile, w})
-    for width in widths:
-        for staged in (False, True):
-            if not torch.equal(module.copy_runs(x, width, staged), x):
-                raise SystemExit("scan_access_pattern: the run copy did not give x back")
+    for width, staged, stream in itertools.product(widths, (False, True), (False, True)):
+        if not torch.equal(module.copy_runs(x, width, staged, stream), x):
+            raise SystemExit("scan_access_pattern: the run copy did not give x back")
     suite_src = torch.rand(COPY_BYTES // 4)
     suite_dst = torch.empty_like(suite_src)
     steps = {"copy": lambda: out.copy_(x), "suite copy": lambda: suite_dst.copy_(suite_src)}
     for width in widths:
-        steps[f"runs of {width}"] = lambda width=width: module.copy_runs(x, width, False)
-        steps[f"staged runs of {width}"] = lambda width=width: module.copy_runs(x, width, True)
+        for staged, stream in itertools.product((False, True), repeat=2):
+            name = f"{'streamed ' if stream else ''}{'staged ' if staged else ''}runs of {width}"
+            steps[name] = lambda width=width, staged=staged, stream=stream: module.copy_runs(x, width, staged, stream)
     for direction in (0, 1):
-        steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d)
+        steps[f"tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d, False)
+        steps[f"streamed tiles, dir {direction}"] = lambda d=direction: module.move_tiles(x, gates, d, True)
         steps[f"scan, dir {direction}"] = lambda d=direction: spn_scan(x, gates, d)
     with torch.no_grad():
         times = round_seconds(steps, args.rounds, before=steps["suite copy"] if args.evict else None)

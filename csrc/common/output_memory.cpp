@@ -1,7 +1,5 @@
 #include "output_memory.h"
 
-#include "large_block_heap.h"
-
 #include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/core/Allocator.h>
@@ -9,7 +7,6 @@
 #include <c10/util/accumulate.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -32,8 +29,6 @@ constexpr size_t kHugePage = size_t(2) << 20;
 // heap already touched; only larger outputs go through the cache.
 constexpr size_t kMinCachedBytes = 4 * kHugePage;
 
-std::atomic<bool> heap_retains_freed_memory{false};
-
 size_t cache_limit_from_env() {
   const char* value = std::getenv("IAL_EXT_OUTPUT_CACHE_MB");
   if (value == nullptr || *value == '\0') {
@@ -47,6 +42,9 @@ size_t cache_limit_from_env() {
   return static_cast<size_t>(mib) << 20;
 }
 
+// Only for cached blocks, whose pages are faulted in once and reused. Fresh huge
+// pages for every output measured slower than small ones where the system has to
+// find, clear or get back from the host a free 2 MiB page for each fault (RESULTS.md).
 void advise_huge_pages(void* block, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   // Advice only: where THP is off, or the call fails, the block keeps ordinary pages.
@@ -150,8 +148,7 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
   const auto dtype = c10::typeMetaToScalarType(options.dtype());
   const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) * c10::elementSize(dtype);
   auto& outputs = CachingOutputAllocator::instance();
-  const bool heap_keeps_pages = heap_retains_freed_memory.load() || large_block_heap_installed();
-  if (bytes < kMinCachedBytes || (heap_keeps_pages && !outputs.caches())) {
+  if (bytes < kMinCachedBytes || !outputs.caches()) {
     return at::empty(sizes, options);
   }
   return at::Tensor(at::detail::empty_generic(
@@ -169,10 +166,7 @@ bool retain_freed_memory(size_t bytes) {
     return false;
   }
   const int limit = static_cast<int>(std::min<size_t>(bytes, INT_MAX));  // mallopt takes an int
-  if (mallopt(M_MMAP_THRESHOLD, limit) == 1 && mallopt(M_TRIM_THRESHOLD, limit) == 1) {
-    heap_retains_freed_memory.store(true);
-    return true;
-  }
+  return mallopt(M_MMAP_THRESHOLD, limit) == 1 && mallopt(M_TRIM_THRESHOLD, limit) == 1;
 #else
   (void)bytes;
 #endif

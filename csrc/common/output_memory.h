@@ -12,14 +12,13 @@ namespace common {
 //
 // A fresh large allocation is fresh pages, and the kernel's first touch of each
 // page makes the OS clear it: with 4 KiB pages that costs about as much as the
-// scan itself. So outputs of 8 MiB and more are advised as transparent huge
-// pages on Linux (512-fold fewer faults), and, when IAL_EXT_OUTPUT_CACHE_MB
-// (read once) is above 0, come from a cache of up to that many MiB of blocks
-// that earlier outputs freed (pages already mapped). The cache is off by
-// default: its blocks are invisible to torch's memory accounting, and a heap
-// that keeps freed pages (retain_freed_memory below) gives every tensor the same
-// saving (README, "The ops"). Smaller outputs, and every output once
-// retain_freed_memory took effect, are plain at::empty.
+// scan itself. When IAL_EXT_OUTPUT_CACHE_MB (read once) is above 0, outputs of
+// 8 MiB and more come from a cache of up to that many MiB of blocks that earlier
+// outputs freed (pages already mapped, advised as transparent huge pages on
+// Linux). The cache is off by default: its blocks are invisible to torch's
+// memory accounting, and a heap that keeps freed pages (the large-tensor heap,
+// retain_freed_memory below) gives every tensor the same saving (README, "The
+// ops"). Otherwise outputs are plain at::empty.
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
 
 // Gives the cached free blocks back to the system; returns their size in bytes.
@@ -27,10 +26,8 @@ size_t release_output_cache();
 
 // With glibc: blocks below `bytes` come from the heap, and up to that much freed
 // memory stays there for the next allocation (mallopt's M_MMAP_THRESHOLD and
-// M_TRIM_THRESHOLD), for every tensor of the process. Outputs then come from the
-// heap too, unadvised: huge pages advised on heap ranges the heap reuses for
-// everything else made the process's RSS climb from one training iteration to
-// the next. Returns whether it took effect (false for 0, or without glibc).
+// M_TRIM_THRESHOLD), for every tensor of the process. Returns whether it took
+// effect (false for 0, or without glibc).
 bool retain_freed_memory(size_t bytes);
 
 } // namespace common

@@ -63,6 +63,7 @@ at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t dire
   const float* gd = gates.const_data_ptr<float>();
   float* od = out.mutable_data_ptr<float>();
   const int64_t hw = geo.plane_size();
+  const bool stream_out = stream || ial::cpu::streams_output(out.nbytes());
   at::parallel_for(0, calls.count, 1, [&](int64_t begin, int64_t end) {
     cpu::Scratch<float> scratch(kernels.forward_scratch(geo, tiling, calls.max_channels, false));
     for (int64_t call = begin; call < end; ++call) {
@@ -70,7 +71,7 @@ at::Tensor move_tiles(const at::Tensor& x, const at::Tensor& gates, int64_t dire
       const int64_t p = b * geo.channels + calls.first(call);
       const float* a = gd + b * 3 * hw;
       cpu::ScanInputs<float> in{xd + p * hw, a, a + hw, a + 2 * hw, calls.channels(call)};
-      in.stream = stream || ial::cpu::streams_output(out.nbytes());
+      in.stream = stream_out;
       cpu::access_pattern::move_tiles(in, od + p * hw, geo, tiling, scratch.data());
     }
   });
